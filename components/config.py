@@ -1,0 +1,229 @@
+"""Typed, strict views of ``params.yaml``: one frozen dataclass per stage.
+
+``params.yaml`` is the single source of truth. Every stage reads only its own
+top-level section, and every key is checked: an unknown or misspelled key, a
+wrong type or an impossible value is a ``DulError`` that names the key
+(``pretrain.hiden: unknown key; did you mean 'hidden'?``), never a silent
+default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+from components.errors import DulError
+
+PARAMS_FILE = "params.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class RayParams:
+    """Where a training stage runs: shared by every Ray Train stage."""
+
+    num_workers: int = 1  # data-parallel training workers
+    cpus_per_worker: int = 2  # CPU cores each worker claims (and its torch threads)
+    use_gpu: bool = False  # one GPU per worker when true
+    max_failures: int = 2  # worker crashes survived by restarting from the last checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestParams:
+    dataset: str = "digits"  # digits | mnist | fashion-mnist
+    source: str | None = None  # null: canonical URLs; or a local folder / mirror URL
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2  # digits only: the IDX datasets have an official test set
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check_fraction("ingest.validation_fraction", self.validation_fraction)
+        _check_fraction("ingest.test_fraction", self.test_fraction)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainParams(RayParams):
+    """Greedy layer-wise RBM pretraining; defaults are Hinton & Salakhutdinov (2006).
+
+    Source of the recipe: the paper's supporting online material and its
+    Matlab code (rbm.m, rbmhidlinear.m): mini-batches of 100, learning rate
+    0.1 (0.001 for the linear code layer), weight cost 0.0002 on weights
+    only, momentum 0.5 for the first 5 epochs then 0.9, weights drawn from
+    0.1 * N(0, 1), 50 epochs per layer, each layer trained on the hidden
+    probabilities of the one below.
+    """
+
+    hidden: tuple[int, ...] = (256, 128, 64, 10)  # hidden sizes, bottom to top; the last is the code
+    code_units: str = "linear"  # linear (Gaussian, as in the paper) | binary
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 0.1
+    lr_code: float = 0.001
+    weight_decay: float = 0.0002
+    momentum_initial: float = 0.5
+    momentum_final: float = 0.9
+    momentum_switch_epoch: int = 5
+    init_std: float = 0.1
+    cd_k: int = 1
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check_ray(self, "pretrain")
+        if not self.hidden:
+            raise DulError("pretrain.hidden: give at least one layer size, e.g. [256, 128, 10]")
+        for i, size in enumerate(self.hidden):
+            if size < 1:
+                raise DulError(f"pretrain.hidden[{i}] is {size}: every layer needs at least 1 unit")
+        _check_choice("pretrain.code_units", self.code_units, ("linear", "binary"))
+        _check_positive("pretrain", self, ("epochs", "batch_size", "lr", "lr_code", "init_std", "cd_k"))
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneParams(RayParams):
+    """Backpropagation through the unrolled deep autoencoder (cross-entropy loss)."""
+
+    epochs: int = 30
+    batch_size: int = 100
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 0.001
+    momentum: float = 0.9  # sgd only
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check_ray(self, "finetune")
+        _check_choice("finetune.optimizer", self.optimizer, ("adam", "sgd"))
+        _check_positive("finetune", self, ("epochs", "batch_size", "lr"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    n_images: int = 10  # test images shown in the reconstruction figure
+
+    def validate(self) -> None:
+        _check_positive("evaluate", self, ("n_images",))
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexParams:
+    k: int = 10  # precision@k: neighbours per query, test items against training items
+
+    def validate(self) -> None:
+        _check_positive("index", self, ("k",))
+
+
+SECTIONS: dict[str, type] = {
+    "ingest": IngestParams,
+    "pretrain": PretrainParams,
+    "finetune": FinetuneParams,
+    "evaluate": EvaluateParams,
+    "index": IndexParams,
+}
+
+
+def load_params(section: str, path: str | Path = PARAMS_FILE):
+    """Read one stage's section of ``params.yaml`` into its frozen dataclass.
+
+    The whole file is checked for unknown sections, so a misspelled section
+    name is caught by whichever stage runs first.
+    """
+    raw = read_params_file(path)
+    return parse_section(section, raw.get(section) or {})
+
+
+def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise DulError(f"{path}: params file not found (run from the repository root)") from None
+    except yaml.YAMLError as err:
+        raise DulError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise DulError(f"{path}: expected a mapping of stage sections at the top level")
+    for name in raw:
+        if name not in SECTIONS:
+            raise DulError(f"{path}: unknown section '{name}'{_did_you_mean(name, SECTIONS)}")
+    return raw
+
+
+def parse_section(section: str, values: dict):
+    """Build and validate the dataclass for ``section`` from a plain mapping."""
+    cls = SECTIONS[section]
+    if not isinstance(values, dict):
+        raise DulError(f"{section}: expected a mapping of keys, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            raise DulError(f"{section}.{key}: unknown key{_did_you_mean(key, names)}")
+    kwargs = {k: _coerce(f"{section}.{k}", v, hints[k]) for k, v in values.items()}
+    params = cls(**kwargs)
+    params.validate()
+    return params
+
+
+def as_dict(params) -> dict:
+    """A dataclass as plain JSON-able data (tuples become lists)."""
+    return json_ready(dataclasses.asdict(params))
+
+
+def json_ready(value):
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def _coerce(key: str, value, hint):
+    """Check ``value`` against the field's type; ints are accepted as floats."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        (hint,) = [o for o in options if o is not type(None)]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        if not isinstance(value, list):
+            raise DulError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise DulError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(options)}"
+
+
+def _check_fraction(key: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise DulError(f"{key} is {value}: must be in [0, 1)")
+
+
+def _check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise DulError(f"{key} is '{value}'{_did_you_mean(value, options)}")
+
+
+def _check_positive(section: str, params, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(params, name)
+        if value <= 0:
+            raise DulError(f"{section}.{name} is {value}: must be positive")
+
+
+def _check_ray(params: RayParams, section: str) -> None:
+    _check_positive(section, params, ("num_workers", "cpus_per_worker"))
+    if params.max_failures < 0:
+        raise DulError(f"{section}.max_failures is {params.max_failures}: must be 0 or more")

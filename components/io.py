@@ -1,0 +1,121 @@
+"""Atomic outputs: a file or folder appears whole or not at all.
+
+Everything a stage writes goes to a temporary name in the same folder and is
+moved into place with ``os.replace`` once complete, so a killed stage never
+leaves a half-written artifact that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` on success.
+
+    The caller writes a file (or fills a folder, with ``is_dir=True``) at the
+    yielded path. On an exception the temporary is removed and ``path`` is
+    left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp if is_dir else tmp / path.name
+    try:
+        yield target
+        if is_dir:
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
+        if is_dir and path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(target, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(target, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Write a list of same-keyed dicts as CSV (DVC plots read it), atomically."""
+    if not rows:
+        raise ValueError(f"no rows to write to {path}")
+    columns = list(rows[0])
+    lines = [",".join(columns)]
+    lines += [",".join(_csv_cell(row[c]) for c in columns) for row in rows]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _csv_cell(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """MD5 of a file's bytes: the hash DVC records for a file in dvc.lock."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (pinned download checksums use it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """``torch.save`` atomically; keep ``obj`` to tensors and plain data so that
+    ``torch.load(path, weights_only=True)`` can read it (no unpickling of code)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def content_key(*parts) -> str:
+    """A short stable hash of JSON-able parts: names a unit of work by its inputs."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Read a CSV written by ``write_csv``; numbers come back as floats or ints."""
+    lines = Path(path).read_text().splitlines()
+    columns = lines[0].split(",")
+    return [{c: _number(v) for c, v in zip(columns, line.split(","))} for line in lines[1:] if line]
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text

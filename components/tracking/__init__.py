@@ -1,0 +1,178 @@
+"""MLflow tracking for the pipeline's stages: the only module that imports mlflow.
+
+Every stage is one MLflow run in one experiment (``DUL_EXPERIMENT``, default
+``dul``). The stages of one pipeline run are children of one parent run,
+found by its run-group tag: ``DUL_RUN_GROUP`` if set, else the DVC
+experiment name, else the git commit plus a hash of ``params.yaml``. Runs are
+tagged with their lineage: git commit and dirtiness, the DVC stage and
+experiment, and the md5 of each file the stage read and wrote (the hashes
+``dvc.lock`` records for files).
+
+The store is ``MLFLOW_TRACKING_URI`` when set (e.g. a tracking server),
+otherwise ``sqlite:///<repo>/mlflow.db`` with artifacts in ``<repo>/mlartifacts``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+# Fail fast rather than retry for minutes when a tracking server is down.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+import logging  # noqa: E402
+
+import mlflow  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from components.errors import DulError  # noqa: E402
+from components.io import file_md5  # noqa: E402
+
+PARENT_ROLE = "pipeline"
+
+if os.environ.get("DUL_VERBOSE", "") in ("", "0", "false"):
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # e.g. "Creating initial MLflow database tables"
+
+
+def tracking_uri(root: str | Path = ".") -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def experiment_name() -> str:
+    return os.environ.get("DUL_EXPERIMENT", "dul")
+
+
+class StageRun:
+    """Handle on the MLflow run of one stage."""
+
+    def __init__(self, client: MlflowClient, run_id: str, root: Path):
+        self.client, self.run_id, self.root = client, run_id, root
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        for key, value in _flatten(metrics).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.client.log_metric(self.run_id, key, float(value), step=step or 0)
+
+    def log_history(self, rows: list[dict], prefix: str = "") -> None:
+        """Curves: each row's numbers as metrics at step = the row's position (1-based)."""
+        for step, row in enumerate(rows, start=1):
+            self.log_metrics({f"{prefix}{k}": v for k, v in row.items()}, step=step)
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def tag_files(self, kind: str, paths: list[str | Path]) -> None:
+        """Tag ``dvc.<kind>.<path>`` with each file's md5 (a folder: its files' md5s hashed)."""
+        for path in paths:
+            self.client.set_tag(self.run_id, f"dvc.{kind}.{Path(path).as_posix()}", content_md5(path))
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: dict, *, deps: list[str | Path] = (), root: str | Path = ".") -> Iterator[StageRun]:
+    """Open the stage's MLflow run (a child of its pipeline run); close it
+    FINISHED, or FAILED if the stage raises."""
+    root = Path(root).resolve()
+    client = _client(root)
+    experiment_id = _experiment(client, root)
+    group = run_group(root)
+    parent = _parent_run(client, experiment_id, group)
+    tags = {**lineage_tags(root), "dul.stage": stage, "dul.run_group": group, "mlflow.parentRunId": parent}
+    run = client.create_run(experiment_id, run_name=stage, tags=tags)
+    handle = StageRun(client, run.info.run_id, root)
+    for key, value in _flatten(params).items():
+        client.log_param(run.info.run_id, key, value)
+    handle.tag_files("deps", list(deps))
+    try:
+        yield handle
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+
+
+def _client(root: Path) -> MlflowClient:
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _experiment(client: MlflowClient, root: Path) -> str:
+    name = experiment_name()
+    try:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None if "MLFLOW_TRACKING_URI" in os.environ else (root / "mlartifacts").as_uri()
+        return client.create_experiment(name, artifact_location=location)
+    except Exception as err:  # MLflow raises many types for an unreachable or broken store
+        raise DulError(f"MLflow tracking store {tracking_uri(root)} is not usable: "
+                       f"{str(err).splitlines()[0][:200]} (check MLFLOW_TRACKING_URI)") from None
+
+
+def _parent_run(client: MlflowClient, experiment_id: str, group: str) -> str:
+    query = f"tags.`dul.run_group` = '{group}' and tags.`dul.role` = '{PARENT_ROLE}'"
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {"dul.run_group": group, "dul.role": PARENT_ROLE}
+    return client.create_run(experiment_id, run_name=f"pipeline {group}", tags=tags).info.run_id
+
+
+def run_group(root: Path) -> str:
+    explicit = os.environ.get("DUL_RUN_GROUP") or os.environ.get("DVC_EXP_NAME")
+    if explicit:
+        return explicit
+    commit, dirty = git_state(root)
+    params = root / "params.yaml"
+    params_hash = file_md5(params)[:8] if params.exists() else "noparams"
+    return f"{commit[:10]}{'-dirty' if dirty else ''}-{params_hash}"
+
+
+def git_state(root: Path) -> tuple[str, bool]:
+    """(commit, dirty) of the repository at ``root``; ("unknown", True) outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown", True
+
+
+def lineage_tags(root: Path) -> dict[str, str]:
+    commit, dirty = git_state(root)
+    tags = {"git.commit": commit, "git.dirty": str(dirty).lower()}
+    for env, tag in (("DVC_STAGE", "dvc.stage"), ("DVC_EXP_NAME", "dvc.exp_name"),
+                     ("DVC_EXP_BASELINE_REV", "dvc.baseline_rev")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
+
+
+def content_md5(path: str | Path) -> str:
+    """A file's md5 (as in dvc.lock), or for a folder the md5 of its files' paths and md5s."""
+    path = Path(path)
+    if path.is_file():
+        return file_md5(path)
+    if not path.is_dir():
+        return "missing"
+    digest = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{file.relative_to(path).as_posix()} {file_md5(file)}\n".encode())
+    return digest.hexdigest() + ".dir"
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,119 @@
+"""Fine-tuning the unrolled deep autoencoder by backpropagation.
+
+Hinton & Salakhutdinov (2006): the pretrained RBM stack is unrolled into an
+encoder and a decoder (``DeepAutoencoder.from_rbms``) and the whole network
+is trained on the cross-entropy of its reconstructions. The paper used
+conjugate gradients; Adam (or SGD with momentum) is the default here. Runs as
+a Ray Train job with a checkpoint every epoch; several workers train
+data-parallel through DDP.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from ray.train.torch import prepare_model
+
+from components.config import FinetuneParams, as_dict
+from components.data import read_split
+from components.errors import DulError
+from components.models import DeepAutoencoder
+from components.models.autoencoder import reconstruction_losses
+from components.training import runtime
+from components.training.pretrain import rbm_from_state
+from components.training.progress import publish
+
+
+def unroll(stack: dict) -> DeepAutoencoder:
+    """The deep autoencoder a saved RBM stack unrolls into."""
+    return DeepAutoencoder.from_rbms([rbm_from_state(layer) for layer in stack["layers"]])
+
+
+def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimizer:
+    if params["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=params["momentum"])
+    return torch.optim.Adam(model.parameters(), lr=params["lr"])
+
+
+def train_epoch(model, optimizer, data: torch.Tensor, *, batch_size: int, n_batches: int,
+                generator: torch.Generator) -> dict[str, float]:
+    """One pass of minibatch backprop; ``model`` maps (B, D) to reconstruction logits."""
+    order = torch.randperm(len(data), generator=generator)
+    totals = torch.zeros(2, device=data.device)
+    for b in range(n_batches):
+        x = data[order[b * batch_size:(b + 1) * batch_size]]
+        losses = reconstruction_losses(model(x), x)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        totals += torch.stack([losses["loss"].detach(), losses["squared_error"]])
+    loss, squared_error = (totals / n_batches).tolist()
+    return {"train_loss": loss, "train_squared_error": squared_error}
+
+
+@torch.no_grad()
+def squared_error(model: DeepAutoencoder, data: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean over items of the squared reconstruction error summed over pixels."""
+    total = sum((model.decode(model.encode(x)) - x).pow(2).sum().item() for x in data.split(batch_size))
+    return total / max(len(data), 1)
+
+
+def finetune_loop(config: dict) -> None:
+    rank, world, device = runtime.worker_setup(config)
+    params = config["params"]
+    X_train, _ = read_split(config["data_dir"], "train")
+    X_valid, _ = read_split(config["data_dir"], "validation")
+    n_batches = len(X_train) // world // params["batch_size"]
+    if n_batches == 0:
+        raise DulError(f"finetune.batch_size {params['batch_size']} is larger than a worker's "
+                       f"share of the {len(X_train)} training items")
+    data = torch.from_numpy(X_train[rank::world]).to(device)
+    valid = torch.from_numpy(X_valid).to(device)
+    net = unroll(torch.load(config["stack_path"], weights_only=True)).to(device)
+    state = runtime.load_checkpoint() or {"history": [], "next_epoch": 0}
+    if "model" in state:
+        net.load_state_dict(state["model"])
+    model = prepare_model(net) if world > 1 else net
+    optimizer = make_optimizer(model, params)
+    if "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    if rank == 0:
+        publish(config["progress"], step=len(state["history"]))
+    start = state["next_epoch"]
+    for epoch in range(start, params["epochs"]):
+        torch.manual_seed(runtime.seed_for(params["seed"], epoch, rank))
+        generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], epoch, rank, 1))
+        net.train()
+        stats = train_epoch(model, optimizer, data, batch_size=params["batch_size"],
+                            n_batches=n_batches, generator=generator)
+        stats = runtime.all_reduce_mean(stats, world, device)
+        net.eval()
+        stats["valid_squared_error"] = squared_error(net, valid)
+        if not all(math.isfinite(v) for v in stats.values()):
+            raise DulError(f"finetune: training diverged (NaN/inf) at epoch {epoch + 1}; "
+                           "the last good checkpoint is kept; lower finetune.lr")
+        row = {"epoch": epoch + 1, **stats}
+        state = {"history": state["history"] + [row], "next_epoch": epoch + 1,
+                 "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                 "optimizer": optimizer.state_dict(), "config": net.to_checkpoint()["config"]}
+        runtime.save_checkpoint(state, row, rank)
+        if rank == 0:
+            line = (f"finetune epoch {epoch + 1}/{params['epochs']}  loss {stats['train_loss']:.3f}  "
+                    f"train_sq_err {stats['train_squared_error']:.3f}  valid_sq_err {stats['valid_squared_error']:.3f}")
+            publish(config["progress"], step=epoch + 1, line=line,
+                    postfix={"valid_sq_err": f"{stats['valid_squared_error']:.3f}"})
+    if start == params["epochs"]:  # relaunched after completion: hand the finished state back
+        runtime.save_checkpoint(state, state["history"][-1], rank)
+
+
+def finetune_autoencoder(data_dir: str | Path, stack_path: str | Path, params: FinetuneParams, key: str) -> dict:
+    """Fine-tune as a Ray Train job; return ``{"checkpoint": ..., "history": [...]}``
+    where ``checkpoint`` is ``DeepAutoencoder.to_checkpoint()`` of the result."""
+    config = {"data_dir": os.path.abspath(data_dir), "stack_path": os.path.abspath(stack_path),
+              "params": as_dict(params)}
+    state = runtime.fit(finetune_loop, config, name=f"finetune-{key}", params=params,
+                        total_steps=params.epochs, desc="finetune")
+    return {"checkpoint": {"config": state["config"], "state_dict": state["model"]}, "history": state["history"]}

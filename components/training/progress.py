@@ -1,0 +1,73 @@
+"""Per-epoch progress from Ray Train workers to a tqdm bar in the driver.
+
+Ray Train callbacks run in the controller actor, whose output the user never
+sees, and worker stdout is kept out of the console. So rank 0 puts one small
+dict per epoch on a Ray queue (an actor, so this works on a cluster too), and
+a thread in the driver turns them into a progress bar and one line per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue as stdlib_queue
+import sys
+import threading
+from typing import Iterator
+
+from ray.util.queue import Empty, Queue
+from tqdm import tqdm
+
+
+def publish(channel: Queue | None, **event) -> None:
+    """Worker side: send one event, e.g. ``publish(q, step=3, line="layer 1 epoch 3 ...")``.
+
+    ``step`` is the number of units of work done so far; ``line`` is printed
+    above the bar; ``postfix`` (a short dict) is shown beside it.
+    """
+    if channel is not None:
+        channel.put(event)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Queue | None]:
+    """Driver side: yield a queue for the workers and draw what arrives on it."""
+    if not enabled:
+        yield None
+        return
+    channel = Queue(actor_options={"num_cpus": 0})  # must not take a worker's CPU
+    stop = threading.Event()
+    # Not a terminal (CI, a log file): per-epoch lines only, no redrawn bar.
+    bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())
+    thread = threading.Thread(target=_drain, args=(channel, bar, stop), daemon=True)
+    thread.start()
+    try:
+        yield channel
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        bar.close()
+        channel.shutdown()
+
+
+def _drain(channel: Queue, bar: tqdm, stop: threading.Event) -> None:
+    while True:
+        try:
+            event = channel.get(timeout=0.5)
+        except (Empty, stdlib_queue.Empty):
+            if stop.is_set():
+                return
+            continue
+        except Exception:  # the queue actor is gone: the run is over
+            return
+        _show(bar, event)
+
+
+def _show(bar: tqdm, event: dict) -> None:
+    if "line" in event:
+        bar.write(event["line"], file=sys.stderr)
+    if "step" in event:
+        bar.n = event["step"]
+    if "postfix" in event:
+        bar.set_postfix(event["postfix"], refresh=False)
+    bar.refresh()

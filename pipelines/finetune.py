@@ -1,0 +1,44 @@
+"""Stage finetune: unroll the RBM stack into a deep autoencoder and fine-tune it.
+
+Backpropagation of the reconstruction cross-entropy, as a Ray Train job.
+Writes models/autoencoder.pt ({"config", "state_dict"}: loadable with
+torch.load(..., weights_only=True) and DeepAutoencoder.from_checkpoint),
+reports/finetune/curve.csv (a DVC plot) and reports/finetune/metrics.json.
+"""
+
+from pathlib import Path
+
+from components import tracking
+from components.config import FinetuneParams, as_dict
+from components.data import read_card
+from components.io import content_key, file_md5, save_torch, write_csv, write_json
+from components.training import finetune_autoencoder
+from pipelines._stage import entry, run
+
+DATA = Path("data/prepared")
+STACK = Path("models/stack.pt")
+OUT = Path("models/autoencoder.pt")
+REPORTS = Path("reports/finetune")
+
+
+def work(params: FinetuneParams) -> None:
+    key = content_key(as_dict(params), read_card(DATA), file_md5(STACK))
+    with tracking.stage_run("finetune", as_dict(params), deps=[DATA, STACK]) as mlrun:
+        result = finetune_autoencoder(DATA, STACK, params, key=key)
+        save_torch(OUT, result["checkpoint"])
+        history = result["history"]
+        write_csv(REPORTS / "curve.csv", history)
+        final = history[-1]
+        metrics = {k: final[k] for k in ("train_loss", "train_squared_error", "valid_squared_error")}
+        write_json(REPORTS / "metrics.json", metrics)
+        mlrun.log_history(history, prefix="finetune_")
+        mlrun.log_metrics(metrics)
+        mlrun.log_artifact(OUT, "model")
+        mlrun.tag_files("outs", [OUT])
+    print(f"finetune: -> {OUT}; valid squared error {metrics['valid_squared_error']:.3f}")
+
+
+main = entry("finetune", __doc__, work)
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,33 @@
+"""Stage ingest: read the dataset named in params.yaml and write its splits.
+
+Outputs data/prepared/{train,validation,test}.parquet and card.json (counts,
+checksums, source). Default dataset: scikit-learn's bundled digits (no
+download); mnist and fashion-mnist read IDX files from ingest.source (a local
+folder or mirror URL) or the canonical URLs, checked against pinned sha256.
+"""
+
+from pathlib import Path
+
+from components import tracking
+from components.config import IngestParams, as_dict
+from components.data import ingest
+from pipelines._stage import entry, run
+
+OUT = Path("data/prepared")
+
+
+def work(params: IngestParams) -> None:
+    with tracking.stage_run("ingest", as_dict(params)) as mlrun:
+        card = ingest(params.dataset, OUT, source=params.source, validation_fraction=params.validation_fraction,
+                      test_fraction=params.test_fraction, seed=params.seed)
+        mlrun.log_metrics({f"count_{split}": info["count"] for split, info in card["splits"].items()})
+        mlrun.log_artifact(OUT / "card.json")
+        mlrun.tag_files("outs", [OUT])
+    counts = ", ".join(f"{split} {info['count']}" for split, info in card["splits"].items())
+    print(f"ingest: {card['dataset']} -> {OUT} ({counts})")
+
+
+main = entry("ingest", __doc__, work)
+
+if __name__ == "__main__":
+    run(main)

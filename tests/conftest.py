@@ -1,0 +1,58 @@
+"""Shared fixtures: one Ray instance for the whole session, and an isolated
+working folder (params, MLflow store, Ray storage) per test."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """A local Ray instance shared by every test that runs Ray Train jobs
+    (ray.init costs 6-9 s here; the stages reuse a running instance)."""
+    import ray
+
+    from components.training.runtime import configure_local_ray
+
+    configure_local_ray()
+    ray.init(address="local", num_cpus=2, object_store_memory=1 << 30,
+             log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """An empty working folder with its own MLflow store and Ray storage."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("DUL_RAY_STORAGE", str(tmp_path / "ray_results"))
+    monkeypatch.setenv("DUL_RUN_GROUP", "test")
+    return tmp_path
+
+
+TINY = {
+    "ingest": {"dataset": "digits"},
+    "pretrain": {"hidden": [24, 6], "epochs": 2, "max_failures": 0},
+    "finetune": {"epochs": 2, "max_failures": 0},
+    "evaluate": {"n_images": 4},
+    "index": {"k": 5},
+}
+
+
+def write_params(folder: Path, overrides: dict | None = None) -> Path:
+    """A params.yaml with tiny settings (plus ``overrides`` per section)."""
+    params = {section: dict(values) for section, values in TINY.items()}
+    for section, values in (overrides or {}).items():
+        params.setdefault(section, {}).update(values)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path

@@ -1,0 +1,112 @@
+"""The whole pipeline as a user runs it: `dvc repro` in a fresh copy of the
+repository, on tiny params; then `dul search`; then a second `dvc repro`
+that has nothing to do."""
+
+import json
+import re
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, write_params
+
+BIN = Path(sys.executable).parent
+
+
+def sh(*args, cwd, check=True, env=None):
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    """The project's files (tracked, and untracked but not ignored) in a new git repository."""
+    copy = tmp_path_factory.mktemp("e2e") / "dul"
+    files = sh("git", "ls-files", "-co", "--exclude-standard", cwd=REPO).stdout.split()
+    produced = ("data/", "models/", "index/", "reports/", "dvc.lock")  # a user's first run starts from nothing
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith(produced):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    write_params(copy)
+    sh("git", "init", "-q", cwd=copy)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init", "--allow-empty", cwd=copy)
+    sh("git", "add", "-A", cwd=copy)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny params", cwd=copy)
+    return copy
+
+
+def user_env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DUL_", "MLFLOW_", "RAY_ADDRESS", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def repro(repo_copy):
+    return sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env())
+
+
+@pytest.mark.ray
+def test_dvc_repro_produces_every_output(repo_copy, repro):
+    for out in ("data/prepared/train.parquet", "data/prepared/card.json", "models/stack.pt",
+                "models/autoencoder.pt", "index/codes.npz", "reports/evaluate/reconstructions.png",
+                "reports/evaluate/learning_curves.png", "reports/pretrain/curve.csv",
+                "reports/index/precision.csv"):
+        assert (repo_copy / out).stat().st_size > 0, out
+    metrics = json.loads((repo_copy / "reports/evaluate/metrics.json").read_text())
+    assert metrics["code_size"] == 6 and metrics["test_squared_error_autoencoder"] > 0
+    shown = sh(str(BIN / "dvc"), "metrics", "show", "--json", cwd=repo_copy, env=user_env()).stdout
+    assert "test_squared_error_pca" in shown and "precision_at_5" in shown
+    assert "Running stage 'pretrain'" in repro.stdout and "layer 2/2" in repro.stderr + repro.stdout
+
+
+@pytest.mark.ray
+def test_second_repro_changes_nothing(repo_copy, repro):
+    again = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env())
+    assert "Running stage" not in again.stdout
+    assert "Data and pipelines are up to date." in again.stdout
+
+
+@pytest.mark.ray
+def test_stages_are_grouped_runs_in_mlflow(repo_copy, repro):
+    client = MlflowClient(f"sqlite:///{repo_copy / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("dul").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("dul.role") == "pipeline"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.info.run_name for r in children) == ["evaluate", "finetune", "index", "ingest", "pretrain"]
+    commit = sh("git", "rev-parse", "HEAD", cwd=repo_copy).stdout.strip()
+    assert all(r.data.tags["git.commit"] == commit and r.info.status == "FINISHED" for r in children)
+    lock = (repo_copy / "dvc.lock").read_text()
+    pretrain = next(r for r in children if r.info.run_name == "pretrain")
+    assert pretrain.data.tags["dvc.outs.models/stack.pt"] in lock  # the md5 dvc.lock records
+
+
+@pytest.mark.ray
+def test_readme_search_command_answers(repo_copy, repro):
+    out = sh(str(BIN / "dul"), "search", "--index", "index/codes.npz", "--item", "0", "-k", "10",
+             cwd=repo_copy, env=user_env()).stdout
+    rows = [line for line in out.splitlines() if re.match(r"\s+\d+\s+\d+\s+(train|validation|test)\s", line)]
+    assert out.startswith("query: item 0") and len(rows) == 10
+
+
+@pytest.mark.ray
+def test_misspelled_param_fails_the_stage_with_one_line(repo_copy, repro):
+    params = repo_copy / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("index:\n  k: 5", "index:\n  kk: 5"))
+        failed = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env(), check=False)
+        assert failed.returncode != 0
+        assert "error: index.kk: unknown key; did you mean 'k'?" in failed.stderr
+    finally:
+        params.write_text(original)

@@ -1,0 +1,87 @@
+"""Training as Ray Train jobs: CD lowers reconstruction error; runs resume from
+their checkpoints after a relaunch and after a worker is killed mid-layer."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from components.config import parse_section
+from components.data import ingest, read_split
+from components.errors import DulError
+from components.training import pretrain_stack, runtime
+from components.training.pretrain import build_layer, make_optimizer, train_epoch
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("digits") / "prepared"
+    ingest("digits", folder)
+    return folder
+
+
+def test_cd_epochs_lower_the_reconstruction_error(digits):
+    params = {"hidden": [32], "code_units": "binary", "init_std": 0.1, "lr": 0.1, "lr_code": 0.001,
+              "weight_decay": 0.0002, "momentum_initial": 0.5}
+    X, _ = read_split(digits, "train")
+    data = torch.from_numpy(X)
+    torch.manual_seed(0)
+    rbm = build_layer(0, 64, params)
+    optimizer = make_optimizer(rbm, 0, params)
+    errors = [train_epoch(rbm, rbm, optimizer, data, batch_size=100, n_batches=12, cd_k=1,
+                          generator=torch.Generator().manual_seed(e))["recon_error"] for e in range(8)]
+    assert errors[-1] < 0.7 * errors[0]
+
+
+def params(**overrides):
+    base = {"hidden": [16, 4], "epochs": 3, "max_failures": 0, "cpus_per_worker": 1}
+    return parse_section("pretrain", {**base, **overrides})
+
+
+@pytest.mark.ray
+def test_relaunch_resumes_after_the_finished_layers(digits, workdir, ray_instance):
+    one_layer = pretrain_stack(digits, params(hidden=[16]), key="resume")
+    two_layers = pretrain_stack(digits, params(hidden=[16, 4]), key="resume")  # same run name
+    assert [r["layer"] for r in two_layers["history"]] == [1, 1, 1, 2, 2, 2]
+    assert two_layers["history"][:3] == one_layer["history"]  # layer 1 was not trained again
+    torch.testing.assert_close(two_layers["layers"][0]["W"], one_layer["layers"][0]["W"])
+    assert two_layers["layers"][1]["W"].shape == (16, 4)
+
+
+def kill_worker_after_first_checkpoint(run_folder: Path, killed: list) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and not killed:
+        if run_folder.exists() and any(p.name.startswith("checkpoint_") for p in run_folder.iterdir()):
+            for proc in psutil.process_iter(["cmdline"]):
+                if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.append(proc.pid)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.ray
+def test_killed_worker_resumes_from_its_checkpoint_and_matches(digits, workdir, ray_instance):
+    settings = dict(hidden=[48], epochs=12, max_failures=2)
+    reference = pretrain_stack(digits, params(**settings), key="uninterrupted")
+    killed: list = []
+    watcher = threading.Thread(target=kill_worker_after_first_checkpoint,
+                               args=(Path(runtime.storage_path()) / "pretrain-killed", killed))
+    watcher.start()
+    resumed = pretrain_stack(digits, params(**settings), key="killed")
+    watcher.join()
+    assert killed, "no training worker was killed: the test did not test a restart"
+    assert [r["epoch"] for r in resumed["history"]] == list(range(1, 13))
+    # Seeds are per (layer, epoch): the restarted run draws what the uninterrupted one drew.
+    torch.testing.assert_close(resumed["layers"][0]["W"], reference["layers"][0]["W"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.ray
+def test_worker_errors_reach_the_user_as_one_line(digits, workdir, ray_instance):
+    with pytest.raises(DulError, match="pretrain.batch_size 5000 is larger than"):
+        pretrain_stack(digits, params(batch_size=5000), key="too-big")

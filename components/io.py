@@ -71,22 +71,19 @@ def _csv_cell(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def file_md5(path: str | os.PathLike) -> str:
     """MD5 of a file's bytes: the hash DVC records for a file in dvc.lock."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return _file_digest(path, "md5")
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (pinned download checksums use it)."""
-    digest = hashlib.sha256()
+    return _file_digest(path, "sha256")
+
+
+def _file_digest(path: str | os.PathLike, algorithm: str) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:

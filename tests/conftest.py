@@ -4,7 +4,6 @@ working folder (params, MLflow store, Ray storage) per test."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest

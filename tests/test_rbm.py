@@ -10,7 +10,15 @@ from components.errors import DulError
 from components.models import BernoulliLinearRBM, BernoulliRBM
 from components.models.rbm import check_visible
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons in double precision, for this module's tests only."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def all_binary(n: int) -> torch.Tensor:

@@ -66,11 +66,7 @@ def finetune_loop(config: dict) -> None:
     params = config["params"]
     X_train, _ = read_split(config["data_dir"], "train")
     X_valid, _ = read_split(config["data_dir"], "validation")
-    n_batches = len(X_train) // world // params["batch_size"]
-    if n_batches == 0:
-        raise DulError(f"finetune.batch_size {params['batch_size']} is larger than a worker's "
-                       f"share of the {len(X_train)} training items")
-    data = torch.from_numpy(X_train[rank::world]).to(device)
+    data, n_batches = runtime.shard(X_train, params["batch_size"], "finetune", rank, world, device)
     valid = torch.from_numpy(X_valid).to(device)
     net = unroll(torch.load(config["stack_path"], weights_only=True)).to(device)
     state = runtime.load_checkpoint() or {"history": [], "next_epoch": 0}

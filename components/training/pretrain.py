@@ -75,11 +75,7 @@ def pretrain_loop(config: dict) -> None:
     rank, world, device = runtime.worker_setup(config)
     params = config["params"]
     X_all, _ = read_split(config["data_dir"], "train")
-    n_batches = len(X_all) // world // params["batch_size"]
-    if n_batches == 0:
-        raise DulError(f"pretrain.batch_size {params['batch_size']} is larger than a worker's "
-                       f"share of the {len(X_all)} training items")
-    data = torch.from_numpy(X_all[rank::world]).to(device)
+    data, n_batches = runtime.shard(X_all, params["batch_size"], "pretrain", rank, world, device)
     check_visible(data, layer="pretrain layer 1")
     state = runtime.load_checkpoint() or {"layers": [], "history": [], "current": None, "next_epoch": 0}
     stack = [rbm_from_state(s).to(device) for s in state["layers"]]

@@ -89,6 +89,7 @@ def test_stages_are_grouped_runs_in_mlflow(repo_copy, repro):
     lock = (repo_copy / "dvc.lock").read_text()
     pretrain = next(r for r in children if r.info.run_name == "pretrain")
     assert pretrain.data.tags["dvc.outs.models/stack.pt"] in lock  # the md5 dvc.lock records
+    assert pretrain.data.tags["dvc.deps.data/prepared"] in lock  # a folder: DVC's .dir hash
 
 
 @pytest.mark.ray

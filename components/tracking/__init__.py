@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -68,7 +69,7 @@ class StageRun:
         self.client.log_artifact(self.run_id, str(path), folder)
 
     def tag_files(self, kind: str, paths: list[str | Path]) -> None:
-        """Tag ``dvc.<kind>.<path>`` with each file's md5 (a folder: its files' md5s hashed)."""
+        """Tag ``dvc.<kind>.<path>`` with the md5 dvc.lock records for each file or folder."""
         for path in paths:
             self.client.set_tag(self.run_id, f"dvc.{kind}.{Path(path).as_posix()}", content_md5(path))
 
@@ -156,16 +157,17 @@ def lineage_tags(root: Path) -> dict[str, str]:
 
 
 def content_md5(path: str | Path) -> str:
-    """A file's md5 (as in dvc.lock), or for a folder the md5 of its files' paths and md5s."""
+    """The md5 ``dvc.lock`` records: a file's md5, or for a folder DVC 3's ``.dir``
+    hash (md5 of the sorted JSON list of its files' relpaths and md5s)."""
     path = Path(path)
     if path.is_file():
         return file_md5(path)
     if not path.is_dir():
         return "missing"
-    digest = hashlib.md5()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(f"{file.relative_to(path).as_posix()} {file_md5(file)}\n".encode())
-    return digest.hexdigest() + ".dir"
+    files = sorted((p.relative_to(path).parts, p) for p in path.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    entries = [{"md5": file_md5(p), "relpath": "/".join(parts)} for parts, p in files]
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def _flatten(mapping: dict, prefix: str = "") -> dict:

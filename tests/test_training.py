@@ -53,12 +53,20 @@ def test_relaunch_resumes_after_the_finished_layers(digits, workdir, ray_instanc
     assert two_layers["layers"][1]["W"].shape == (16, 4)
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:  # gone, or not ours to read
+        return []
+
+
 def kill_worker_after_first_checkpoint(run_folder: Path, killed: list) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and not killed:
         if run_folder.exists() and any(p.name.startswith("checkpoint_") for p in run_folder.iterdir()):
-            for proc in psutil.process_iter(["cmdline"]):
-                if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+            # Only this test session's Ray (a child of pytest), never another run's workers.
+            for proc in psutil.Process().children(recursive=True):
+                if any("RayTrainWorker" in part for part in _cmdline(proc)):
                     os.kill(proc.pid, signal.SIGKILL)
                     killed.append(proc.pid)
             return

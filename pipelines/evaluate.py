@@ -39,8 +39,9 @@ def work(params: EvaluateParams) -> None:
                    "code_size": model.code_size, "n_test": len(X_test)}
         write_json(REPORTS / "metrics.json", metrics)
         shown = _one_per_label(y_test, params.n_images)
-        rows = {"test": X_test[shown], **{f"{name} {model.code_size}": r[shown] for name, r in recon.items()}}
-        labelled = {f"{name} {model.code_size}": e for name, e in errors.items()}
+        names = {"autoencoder": f"autoencoder ({model.code_size} codes)", "pca": f"PCA-{model.code_size}"}
+        rows = {"test images": X_test[shown], **{names[k]: r[shown] for k, r in recon.items()}}
+        labelled = {names[k]: e for k, e in errors.items()}
         reconstruction_figure(REPORTS / "reconstructions.png", rows, tuple(read_card(DATA)["image_shape"]), labelled)
         learning_curves_figure(REPORTS / "learning_curves.png", read_csv(CURVES["pretrain"]), read_csv(CURVES["finetune"]))
         mlrun.log_metrics(metrics)
@@ -53,7 +54,8 @@ def work(params: EvaluateParams) -> None:
 def _one_per_label(labels: np.ndarray, n: int) -> np.ndarray:
     """Indices of n test items, the first of each label first (a varied picture)."""
     firsts = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)]
-    rest = [i for i in range(len(labels)) if i not in set(firsts)]
+    taken = set(firsts)
+    rest = [i for i in range(len(labels)) if i not in taken]
     return np.array((firsts + rest)[:n])
 
 

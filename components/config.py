@@ -69,10 +69,12 @@ class PretrainParams(RayParams):
     momentum_switch_epoch: int = 5
     init_std: float = 0.1
     cd_k: int = 1
+    matmul_dtype: str = "float32"  # float32 | bfloat16: precision of CD's matrix products' inputs
     seed: int = 0
 
     def validate(self) -> None:
         _check_ray(self, "pretrain")
+        _check_choice("pretrain.matmul_dtype", self.matmul_dtype, ("float32", "bfloat16"))
         if not self.hidden:
             raise DulError("pretrain.hidden: give at least one layer size, e.g. [256, 128, 10]")
         for i, size in enumerate(self.hidden):

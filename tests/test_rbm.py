@@ -117,3 +117,30 @@ def test_visible_data_outside_unit_interval_is_an_error(bad):
 def test_zero_units_is_an_error():
     with pytest.raises(DulError, match="at least one unit"):
         BernoulliRBM(4, 0)
+
+
+@pytest.mark.parametrize("cls", [BernoulliRBM, BernoulliLinearRBM])
+def test_explicit_cd_gradients_equal_backprop_through_the_free_energy(cls):
+    rbm = small_rbm(cls, n_visible=6, n_hidden=4, seed=3)
+    v = all_binary(6)[::3]
+    torch.manual_seed(7)
+    v_neg = rbm.cd_gradients(v, k=2)
+    explicit = [p.grad.clone() for p in rbm.parameters()]
+    for p in rbm.parameters():
+        p.grad = None
+    rbm(v, v_neg).backward()  # d/dθ [mean F(v) - mean F(v_neg)]
+    for mine, autograd in zip(explicit, [p.grad for p in rbm.parameters()]):
+        torch.testing.assert_close(mine, autograd)
+
+
+def test_bfloat16_products_give_nearly_the_float32_gradient(float64):
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(0)
+    rbm, v = BernoulliRBM(784, 200), torch.rand(100, 784)
+    grads = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(1)  # the same samples
+        rbm.cd_gradients(v, dtype=dtype)
+        grads[dtype] = torch.cat([p.grad.flatten() for p in rbm.parameters()])
+    cosine = torch.nn.functional.cosine_similarity(grads[torch.float32], grads[torch.bfloat16], dim=0)
+    assert cosine > 0.99

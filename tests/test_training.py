@@ -33,7 +33,7 @@ def test_cd_epochs_lower_the_reconstruction_error(digits):
     torch.manual_seed(0)
     rbm = build_layer(0, 64, params)
     optimizer = make_optimizer(rbm, 0, params)
-    errors = [train_epoch(rbm, rbm, optimizer, data, batch_size=100, n_batches=12, cd_k=1,
+    errors = [train_epoch(rbm, optimizer, data, batch_size=100, n_batches=12, cd_k=1,
                           generator=torch.Generator().manual_seed(e))["recon_error"] for e in range(8)]
     assert errors[-1] < 0.7 * errors[0]
 

@@ -44,23 +44,35 @@ class BernoulliRBM(nn.Module):
         return self.W.shape[1]
 
     def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
-        return v @ self.W + self.b_h  # (B, H)
+        return torch.addmm(self.b_h, v, self.W)  # b_h + v W, (B, H)
+
+    def h_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """E[h | v] from the hidden input x = b_h + v W (logistic units)."""
+        return torch.sigmoid(x)
+
+    def h_sample(self, mean: torch.Tensor) -> torch.Tensor:
+        """A draw of h given its conditional mean: Bernoulli(mean).
+
+        ``rand < mean`` rather than torch.bernoulli: the same distribution,
+        half the time on CPU (measured 0.64 vs 1.25 ms for 100 x 1000).
+        """
+        return (torch.rand_like(mean) < mean).to(mean.dtype)
 
     def h_mean(self, v: torch.Tensor) -> torch.Tensor:
         """E[h | v] = sigmoid(b_h + v W), shape (B, H)."""
-        return torch.sigmoid(self.hidden_input(v))
+        return self.h_activation(self.hidden_input(v))
 
     def v_mean(self, h: torch.Tensor) -> torch.Tensor:
         """E[v | h] = sigmoid(b_v + h W^T), shape (B, D)."""
-        return torch.sigmoid(h @ self.W.T + self.b_v)
+        return torch.sigmoid(torch.addmm(self.b_v, h, self.W.T))
 
     def sample_h(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.h_mean(v)
-        return mean, torch.bernoulli(mean)
+        return mean, self.h_sample(mean)
 
     def sample_v(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.v_mean(h)
-        return mean, torch.bernoulli(mean)
+        return mean, (torch.rand_like(mean) < mean).to(mean.dtype)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """F(v) = - v.b_v - sum_j softplus(b_h + v W)_j, shape (B,)."""
@@ -85,6 +97,46 @@ class BernoulliRBM(nn.Module):
             for _ in range(k):
                 _, h = self.sample_h(v_neg)
                 v_neg = self.v_mean(h)
+        return v_neg
+
+    @torch.no_grad()
+    def cd_gradients(self, v_pos: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Set ``.grad`` of W, b_v, b_h to the CD-k estimate of the gradient of
+        the negative log-likelihood, and return the reconstructions (B, D).
+
+        d(-log p(v))/dW = dF(v)/dW - E_model[dF/dW], and for every hidden type
+        here dF/dW = -v^T E[h|v], dF/db_v = -v, dF/db_h = -E[h|v] (up to terms
+        that cancel), so with the model expectation replaced by the CD-k
+        reconstructions v_neg:
+
+            grad W   = (v_neg^T h_neg - v_pos^T h_pos) / B
+            grad b_v = mean(v_neg - v_pos),  grad b_h = mean(h_neg - h_pos)
+
+        where h_* = E[h | v_*]: the gradient of ``forward``, without autograd's
+        extra products. Both statistics come from one matrix product,
+        [v_neg; -v_pos]^T [h_neg; h_pos]. ``dtype`` (e.g. torch.bfloat16) is
+        the precision of the matrix products' inputs; activations, sampling,
+        gradients and weights keep the parameters' dtype.
+        """
+        exact = self.W.dtype  # activations, sampling and gradients stay in the parameters' dtype
+        dtype = dtype or exact
+        W, b_h, b_v = self.W.to(dtype), self.b_h.to(dtype), self.b_v.to(dtype)  # copies only if dtype differs
+
+        def up(v):  # E[h | v], (B, H)
+            return self.h_activation(torch.addmm(b_h, v.to(dtype), W).to(exact))
+
+        def down(h):  # E[v | h], (B, D)
+            return torch.sigmoid(torch.addmm(b_v, h.to(dtype), W.T).to(exact))
+
+        h_pos = up(v_pos)
+        v_neg = down(self.h_sample(h_pos))
+        for _ in range(k - 1):
+            v_neg = down(self.h_sample(up(v_neg)))
+        h_neg = up(v_neg)
+        statistics = torch.mm(torch.cat([v_neg, -v_pos]).T.to(dtype), torch.cat([h_neg, h_pos]).to(dtype))
+        self.W.grad = statistics.to(exact).div_(len(v_pos))  # (D, H)
+        self.b_v.grad = (v_neg - v_pos).mean(dim=0)
+        self.b_h.grad = (h_neg - h_pos).mean(dim=0)
         return v_neg
 
     def forward(self, v_pos: torch.Tensor, v_neg: torch.Tensor) -> torch.Tensor:

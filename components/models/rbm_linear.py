@@ -20,13 +20,13 @@ from components.models.rbm import BernoulliRBM
 class BernoulliLinearRBM(BernoulliRBM):
     hidden_type = "linear"
 
-    def h_mean(self, v: torch.Tensor) -> torch.Tensor:
-        """E[h | v] = b_h + v W, shape (B, H)."""
-        return self.hidden_input(v)
+    def h_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """E[h | v] = b_h + v W: linear units."""
+        return x
 
-    def sample_h(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.h_mean(v)
-        return mean, mean + torch.randn_like(mean)
+    def h_sample(self, mean: torch.Tensor) -> torch.Tensor:
+        """h ~ N(mean, 1)."""
+        return mean + torch.randn_like(mean)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         x = self.hidden_input(v)  # (B, H)

@@ -5,7 +5,7 @@ RBM trained by CD-k on the hidden probabilities of layer i - 1; the top layer
 may have linear code units. Runs as one Ray Train job over all layers, with a
 checkpoint after every epoch, so a crash (or a killed stage) resumes from the
 last finished epoch instead of starting over. With several workers each takes
-a shard of the data and DDP all-reduces the CD statistics.
+a shard of the data and the CD gradients are all-reduced every step.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import torch
-from ray.train.torch import prepare_model
 
 from components.config import PretrainParams, as_dict
 from components.data import read_split
@@ -44,17 +43,22 @@ def make_optimizer(rbm: BernoulliRBM, index: int, params: dict) -> torch.optim.S
     return torch.optim.SGD(groups, lr=lr, momentum=params["momentum_initial"])
 
 
-def train_epoch(model, rbm: BernoulliRBM, optimizer, data: torch.Tensor, *, batch_size: int,
-                n_batches: int, cd_k: int, generator: torch.Generator) -> dict[str, float]:
+def train_epoch(rbm: BernoulliRBM, optimizer, data: torch.Tensor, *, batch_size: int, n_batches: int,
+                cd_k: int, generator: torch.Generator, world_size: int = 1,
+                dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """One pass of CD-k over ``data`` (N, D); returns the mean squared reconstruction
-    error per item. ``model`` is ``rbm`` itself or its DDP wrapper."""
+    error per item. With several workers, each step averages the gradients of
+    all of them first (data-parallel CD: the all-reduce of the CD statistics).
+    ``dtype`` is the precision of the matrix products' inputs (see cd_gradients)."""
     order = torch.randperm(len(data), generator=generator)
     squared_error = torch.zeros((), device=data.device)
     for b in range(n_batches):
         v = data[order[b * batch_size:(b + 1) * batch_size]]  # (B, D)
-        v_neg = rbm.negative_phase(v, cd_k)  # (B, D)
-        optimizer.zero_grad(set_to_none=True)
-        model(v, v_neg).backward()
+        v_neg = rbm.cd_gradients(v, cd_k, dtype)  # (B, D); sets .grad
+        if world_size > 1:
+            for parameter in rbm.parameters():
+                torch.distributed.all_reduce(parameter.grad)
+                parameter.grad.div_(world_size)
         optimizer.step()
         squared_error += (v - v_neg).pow(2).sum()
     return {"recon_error": squared_error.item() / (n_batches * batch_size)}
@@ -99,7 +103,6 @@ def _train_layer(index, data, state, params, config, rank, world, device, n_batc
     rbm = build_layer(index, data.shape[1], params).to(device)
     if state["current"] is not None:
         rbm.load_state_dict(state["current"])
-    model = prepare_model(rbm) if world > 1 else rbm
     optimizer = make_optimizer(rbm, index, params)
     if state["current"] is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -110,8 +113,9 @@ def _train_layer(index, data, state, params, config, rank, world, device, n_batc
             group["momentum"] = momentum
         torch.manual_seed(runtime.seed_for(params["seed"], index, epoch, rank))
         generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], index, epoch, rank, 1))
-        stats = train_epoch(model, rbm, optimizer, data, batch_size=params["batch_size"],
-                            n_batches=n_batches, cd_k=params["cd_k"], generator=generator)
+        stats = train_epoch(rbm, optimizer, data, batch_size=params["batch_size"], n_batches=n_batches,
+                            cd_k=params["cd_k"], generator=generator, world_size=world,
+                            dtype=getattr(torch, params["matmul_dtype"]))
         stats = runtime.all_reduce_mean(stats, world, device)
         _check_finite(rbm, stats, index, epoch)
         row = {"layer": index + 1, "epoch": epoch + 1, **stats}

@@ -142,10 +142,10 @@ class BernoulliRBM(nn.Module):
     def forward(self, v_pos: torch.Tensor, v_neg: torch.Tensor) -> torch.Tensor:
         """The CD surrogate objective mean F(v_pos) - mean F(v_neg).
 
-        Its gradient is the contrastive-divergence update
-        <v h>_data - <v h>_recon for W (and likewise for the biases), so
-        torch.optim applies the paper's update rule and DDP all-reduces the
-        CD statistics across data-parallel workers.
+        Its gradient is the contrastive-divergence update <v h>_data -
+        <v h>_recon (and likewise for the biases): what ``cd_gradients``
+        computes directly, in fewer products. Kept for autograd users (and as
+        the reference the tests check ``cd_gradients`` against).
         """
         return self.free_energy(v_pos).mean() - self.free_energy(v_neg).mean()
 

@@ -10,14 +10,13 @@ default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from pathlib import Path
 
 import yaml
 
-from components.errors import DulError
+from components.errors import DulError, did_you_mean
 
 PARAMS_FILE = "params.yaml"
 
@@ -149,7 +148,7 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
         raise DulError(f"{path}: expected a mapping of stage sections at the top level")
     for name in raw:
         if name not in SECTIONS:
-            raise DulError(f"{path}: unknown section '{name}'{_did_you_mean(name, SECTIONS)}")
+            raise DulError(f"{path}: unknown section '{name}'; {did_you_mean(name, SECTIONS)}")
     return raw
 
 
@@ -162,7 +161,7 @@ def parse_section(section: str, values: dict):
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            raise DulError(f"{section}.{key}: unknown key{_did_you_mean(key, names)}")
+            raise DulError(f"{section}.{key}: unknown key; {did_you_mean(key, names)}")
     kwargs = {k: _coerce(f"{section}.{k}", v, hints[k]) for k, v in values.items()}
     params = cls(**kwargs)
     params.validate()
@@ -203,11 +202,6 @@ def _coerce(key: str, value, hint):
     return value
 
 
-def _did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(options)}"
-
-
 def _check_fraction(key: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise DulError(f"{key} is {value}: must be in [0, 1)")
@@ -215,7 +209,7 @@ def _check_fraction(key: str, value: float) -> None:
 
 def _check_choice(key: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise DulError(f"{key} is '{value}'{_did_you_mean(value, options)}")
+        raise DulError(f"{key} is '{value}'; {did_you_mean(value, options)}")
 
 
 def _check_positive(section: str, params, names: tuple[str, ...]) -> None:

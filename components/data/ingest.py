@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from pathlib import Path
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.data import idx, sources
-from components.errors import DulError
+from components.errors import DulError, did_you_mean
 from components.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -226,9 +225,7 @@ def read_ids(data_dir: str | os.PathLike, split: str) -> np.ndarray:
 
 def _split_path(data_dir: str | os.PathLike, split: str) -> Path:
     if split not in SPLITS:
-        close = difflib.get_close_matches(str(split), SPLITS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise DulError(f"unknown split '{split}'; {hint}choose one of: {', '.join(SPLITS)}")
+        raise DulError(f"unknown split '{split}'; {did_you_mean(split, SPLITS)}")
     path = Path(data_dir) / f"{split}.parquet"
     if not path.is_file():
         raise DulError(f"{path} not found; run ingest first (dul's ingest stage writes it)")

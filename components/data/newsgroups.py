@@ -40,7 +40,6 @@ says ``verified: false``).
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from components.data import archive
-from components.errors import DulError
+from components.errors import DulError, did_you_mean
 
 # sha256 of 20news-bydate.tar.gz as in ../shared/data/20news-bydate/README.md
 SHA256 = "866933853cf9a04c7e0377f8de370e28eee1653ece21f84604305b9c4773d36b"
@@ -86,9 +85,7 @@ def _check_remove(remove) -> tuple[str, ...]:
     items = (remove,) if isinstance(remove, str) else tuple(remove)
     for item in items:
         if item not in REMOVE_CHOICES:
-            close = difflib.get_close_matches(str(item), REMOVE_CHOICES, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise DulError(f"cannot remove {item!r} from the posts; {hint}choose from: {', '.join(REMOVE_CHOICES)}")
+            raise DulError(f"cannot remove {item!r} from the posts; {did_you_mean(item, REMOVE_CHOICES)}")
     return items
 
 

@@ -20,7 +20,6 @@ gzip file matching it passes too. Tests swap in their own table with
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import http.client
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.data import idx
-from components.errors import DulError
+from components.errors import DulError, did_you_mean
 from components.io import file_sha256
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
@@ -154,9 +153,7 @@ def check_dataset(dataset: str) -> str:
     """Return ``dataset`` if known, else raise a DulError with a suggestion."""
     if dataset in DATASETS:
         return dataset
-    close = difflib.get_close_matches(str(dataset), DATASETS, n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise DulError(f"unknown dataset '{dataset}' (ingest.dataset); {hint}choose one of: {', '.join(DATASETS)}")
+    raise DulError(f"unknown dataset '{dataset}' (ingest.dataset); {did_you_mean(dataset, DATASETS, cutoff=0.5)}")
 
 
 def default_cache_dir() -> Path:

@@ -81,9 +81,10 @@ def stage_run(stage: str, params: dict, *, deps: list[str | Path] = (), root: st
     root = Path(root).resolve()
     client = _client(root)
     experiment_id = _experiment(client, root)
-    group = run_group(root)
+    commit, dirty = git_state(root)
+    group = run_group(root, commit)
     parent = _parent_run(client, experiment_id, group)
-    tags = {**lineage_tags(root), "dul.stage": stage, "dul.run_group": group, "mlflow.parentRunId": parent}
+    tags = {**lineage_tags(commit, dirty), "dul.stage": stage, "dul.run_group": group, "mlflow.parentRunId": parent}
     run = client.create_run(experiment_id, run_name=stage, tags=tags)
     handle = StageRun(client, run.info.run_id, root)
     for key, value in _flatten(params).items():
@@ -126,28 +127,33 @@ def _parent_run(client: MlflowClient, experiment_id: str, group: str) -> str:
     return client.create_run(experiment_id, run_name=f"pipeline {group}", tags=tags).info.run_id
 
 
-def run_group(root: Path) -> str:
+def run_group(root: Path, commit: str) -> str:
+    """The parent run's name. Not the dirty flag: DVC rewrites dvc.lock between
+    stages, and one pipeline run must stay under one parent."""
     explicit = os.environ.get("DUL_RUN_GROUP") or os.environ.get("DVC_EXP_NAME")
     if explicit:
         return explicit
-    commit, dirty = git_state(root)
     params = root / "params.yaml"
     params_hash = file_md5(params)[:8] if params.exists() else "noparams"
-    return f"{commit[:10]}{'-dirty' if dirty else ''}-{params_hash}"
+    return f"{commit[:10]}-{params_hash}"
+
+
+# What DVC itself writes during `dvc repro` does not make the code dirty.
+DVC_WRITES = (":(exclude)dvc.lock", ":(exclude,glob)**/.gitignore", ":(exclude)reports")
 
 
 def git_state(root: Path) -> tuple[str, bool]:
-    """(commit, dirty) of the repository at ``root``; ("unknown", True) outside git."""
+    """(commit, dirty) of the repository at ``root``; ("unknown", True) outside git.
+    Dirty means tracked files differ from the commit, DVC's own outputs aside."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *DVC_WRITES))
     except (subprocess.CalledProcessError, FileNotFoundError):
         return "unknown", True
 
 
-def lineage_tags(root: Path) -> dict[str, str]:
-    commit, dirty = git_state(root)
+def lineage_tags(commit: str, dirty: bool) -> dict[str, str]:
     tags = {"git.commit": commit, "git.dirty": str(dirty).lower()}
     for env, tag in (("DVC_STAGE", "dvc.stage"), ("DVC_EXP_NAME", "dvc.exp_name"),
                      ("DVC_EXP_BASELINE_REV", "dvc.baseline_rev")):

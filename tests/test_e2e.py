@@ -59,7 +59,7 @@ def repro(repo_copy):
 def test_dvc_repro_produces_every_output(repo_copy, repro):
     for out in ("data/prepared/train.parquet", "data/prepared/card.json", "models/stack.pt",
                 "models/autoencoder.pt", "index/codes.npz", "reports/evaluate/reconstructions.png",
-                "reports/evaluate/learning_curves.png", "reports/pretrain/curve.csv",
+                "reports/evaluate/learning_curves.png", "reports/evaluate/filters.png", "reports/pretrain/curve.csv",
                 "reports/index/precision.csv"):
         assert (repo_copy / out).stat().st_size > 0, out
     metrics = json.loads((repo_copy / "reports/evaluate/metrics.json").read_text())

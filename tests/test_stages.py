@@ -39,7 +39,7 @@ def test_stages_in_order(workdir, ray_instance, capsys):
     metrics = json.loads((workdir / "reports/evaluate/metrics.json").read_text())
     assert metrics["code_size"] == 6 and metrics["n_test"] == 359
     assert 0 < metrics["test_squared_error_pca"] < metrics["test_squared_error_autoencoder"] < 64
-    for figure in ("reconstructions.png", "learning_curves.png"):
+    for figure in ("reconstructions.png", "learning_curves.png", "filters.png"):
         assert (workdir / "reports/evaluate" / figure).read_bytes()[:4] == b"\x89PNG"
 
     assert run_stage(index, workdir) == 0

@@ -63,6 +63,21 @@ def reconstruction_figure(path: str | Path, rows: dict[str, np.ndarray], shape: 
     _save(fig, path)
 
 
+def filters_figure(path: str | Path, W: np.ndarray, shape: tuple[int, int], n: int = 100) -> None:
+    """The first layer's receptive fields: the weights into each of the first
+    ``n`` hidden units, W[:, j] reshaped to the image, each scaled to its own range."""
+    n = min(n, W.shape[1])
+    columns = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8 + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k < n:
+            ax.imshow(W[:, k].reshape(shape), cmap="gray")
+    fig.suptitle(f"First-layer filters: weights into {n} of {W.shape[1]} hidden units", fontsize=10)
+    _save(fig, path)
+
+
 def learning_curves_figure(path: str | Path, pretrain: list[dict], finetune: list[dict]) -> None:
     """Pretraining reconstruction error per layer, and fine-tuning train/validation error."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))

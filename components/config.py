@@ -89,15 +89,18 @@ class FinetuneParams(RayParams):
 
     epochs: int = 30
     batch_size: int = 100
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 0.001
+    optimizer: str = "adam"  # adam | sgd | cg | lbfgs (cg, lbfgs: the paper's batch methods)
+    lr: float = 0.001  # adam and sgd
     momentum: float = 0.9  # sgd only
+    line_searches: int = 3  # cg and lbfgs: line searches (iterations) per batch
+    init: str = "pretrained"  # pretrained (the unrolled stack) | random (the no-pretraining baseline)
     seed: int = 0
 
     def validate(self) -> None:
         _check_ray(self, "finetune")
-        _check_choice("finetune.optimizer", self.optimizer, ("adam", "sgd"))
-        _check_positive("finetune", self, ("epochs", "batch_size", "lr"))
+        _check_choice("finetune.optimizer", self.optimizer, ("adam", "sgd", "cg", "lbfgs"))
+        _check_choice("finetune.init", self.init, ("pretrained", "random"))
+        _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
 
 
 @dataclasses.dataclass(frozen=True)

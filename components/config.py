@@ -33,13 +33,18 @@ class RayParams:
 
 @dataclasses.dataclass(frozen=True)
 class IngestParams:
-    dataset: str = "digits"  # digits | mnist | fashion-mnist
-    source: str | None = None  # null: canonical URLs; or a local folder / mirror URL
+    dataset: str = "digits"  # digits | mnist | fashion-mnist | 20newsgroups
+    source: str | None = None  # null: canonical URLs; or a local folder / file / mirror URL
     validation_fraction: float = 0.1
     test_fraction: float = 0.2  # digits only: the IDX datasets have an official test set
+    vocabulary_size: int = 2000  # text corpora: the N most frequent training words
+    remove: tuple[str, ...] = ()  # 20newsgroups: any of headers, footers, quotes
     seed: int = 0
 
     def validate(self) -> None:
+        _check_positive("ingest", self, ("vocabulary_size",))
+        for item in self.remove:
+            _check_choice("ingest.remove", item, ("headers", "footers", "quotes"))
         _check_fraction("ingest.validation_fraction", self.validation_fraction)
         _check_fraction("ingest.test_fraction", self.test_fraction)
 

@@ -3,7 +3,9 @@
 Outputs data/prepared/{train,validation,test}.parquet and card.json (counts,
 checksums, source). Default dataset: scikit-learn's bundled digits (no
 download); mnist and fashion-mnist read IDX files from ingest.source (a local
-folder or mirror URL) or the canonical URLs, checked against pinned sha256.
+folder or mirror URL) or the canonical URLs, checked against pinned sha256;
+20newsgroups becomes bag-of-words counts over the ingest.vocabulary_size most
+frequent training words.
 """
 
 from pathlib import Path
@@ -19,7 +21,8 @@ OUT = Path("data/prepared")
 def work(params: IngestParams) -> None:
     with tracking.stage_run("ingest", as_dict(params)) as mlrun:
         card = ingest(params.dataset, OUT, source=params.source, validation_fraction=params.validation_fraction,
-                      test_fraction=params.test_fraction, seed=params.seed)
+                      test_fraction=params.test_fraction, seed=params.seed,
+                      vocabulary_size=params.vocabulary_size, remove=params.remove)
         mlrun.log_metrics({f"count_{split}": info["count"] for split, info in card["splits"].items()})
         mlrun.log_artifact(OUT / "card.json")
         mlrun.tag_files("outs", [OUT])

@@ -270,7 +270,7 @@ def test_failure_keeps_previous_output(fake_mnist, tmp_path):
     ("dataset", "message"),
     [
         ("fashion_mnist", r"unknown dataset 'fashion_mnist' .*did you mean 'fashion-mnist'\? choose one of: digits"),
-        ("cifar10", r"unknown dataset 'cifar10' \(ingest\.dataset\); choose one of: digits, mnist, fashion-mnist$"),
+        ("imagenet", r"unknown dataset 'imagenet' \(ingest\.dataset\); choose one of: digits, mnist, fashion-mnist, "),
     ],
 )
 def test_unknown_dataset(tmp_path, dataset, message):

@@ -12,6 +12,10 @@
 
 ``read_split`` turns a split back into ``X`` float32 (N, H*W) in [0, 1] and
 ``y`` int64 (N,).
+
+Text corpora (``components.data.corpora``: ``20newsgroups``) are written as
+bag-of-words splits instead; their card has ``"kind": "bow"`` and
+``read_split`` gives ``X`` as float32 word counts (N, V).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.data import idx, sources
+from components.data import corpora, idx, sources, text
 from components.errors import DulError, did_you_mean
 from components.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
+DATASETS = (*sources.DATASETS, *corpora.TEXT_DATASETS)
 ROW_GROUP_SIZE = 10_000
 # official split of the IDX datasets -> (images file, labels file)
 IDX_SPLITS = {
@@ -49,6 +54,8 @@ def ingest(
     test_fraction: float = 0.2,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    vocabulary_size: int = text.VOCABULARY_SIZE,
+    remove: tuple[str, ...] = (),
 ) -> dict:
     """Write ``dataset``'s three splits and its card to ``out_dir``; return the card.
 
@@ -57,11 +64,16 @@ def ingest(
     validation. ``mnist`` and ``fashion-mnist`` keep the official t10k test
     set and hold out ``validation_fraction`` of the official training set
     (``test_fraction`` is ignored). ``source`` and ``cache_dir``: see
-    ``components.data.sources``.
+    ``components.data.sources``. Text corpora use ``vocabulary_size`` and
+    ``remove`` (see ``components.data.corpora``); image datasets ignore them.
     """
-    dataset = sources.check_dataset(dataset)
+    if dataset not in DATASETS:
+        raise DulError(f"unknown dataset '{dataset}' (ingest.dataset); {did_you_mean(dataset, DATASETS, cutoff=0.5)}")
     _check_fraction("validation_fraction", validation_fraction)
     _check_fraction("test_fraction", test_fraction)
+    if dataset in corpora.TEXT_DATASETS:
+        return corpora.ingest_text(dataset, out_dir, source=source, cache_dir=cache_dir, vocabulary_size=vocabulary_size,
+                                   remove=remove, validation_fraction=validation_fraction, seed=seed)
     rng = np.random.default_rng(seed)
     if dataset == "digits":
         if source is not None:
@@ -197,8 +209,13 @@ def _write_split(path: Path, ids: np.ndarray, labels: np.ndarray, images: np.nda
 
 
 def read_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split written by ``ingest``: X float32 (N, H*W) in [0, 1], y int64 (N,)."""
+    """Load one split written by ``ingest``: X float32 (N, H*W) in [0, 1], y int64 (N,).
+
+    For a bag-of-words split X is the float32 word counts (N, V)."""
     path = _split_path(data_dir, split)
+    if _is_bow(path):
+        counts, labels, _ = text.read_bow_split(path)
+        return counts.toarray().astype(np.float32), labels
     try:
         table = pq.read_table(path, columns=["label", "pixels"])
     except (pa.ArrowException, OSError, KeyError) as error:
@@ -214,9 +231,21 @@ def read_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     return X, y
 
 
+def _is_bow(path: Path) -> bool:
+    try:
+        return "counts" in pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as error:
+        raise DulError(f"{path} is not a readable dul split ({error}); run ingest again") from error
+
+
 def read_ids(data_dir: str | os.PathLike, split: str) -> np.ndarray:
-    """Each item's id in its source split, int64 (N,): traces an item back to the raw data."""
+    """Each item's id in its source split, int64 (N,): traces an item back to the raw data.
+
+    Bag-of-words splits have string ids (``text.read_bow_split``); here their
+    rows' positions in the split are returned."""
     path = _split_path(data_dir, split)
+    if _is_bow(path):
+        return np.arange(pq.read_metadata(path).num_rows, dtype=np.int64)
     try:
         return pq.read_table(path, columns=["id"]).column("id").to_numpy().astype(np.int64, copy=False)
     except (pa.ArrowException, OSError, KeyError) as error:

@@ -99,6 +99,7 @@ class FinetuneParams(RayParams):
     momentum: float = 0.9  # sgd only
     line_searches: int = 3  # cg and lbfgs: line searches (iterations) per batch
     init: str = "pretrained"  # pretrained (the unrolled stack) | random (the no-pretraining baseline)
+    code_noise: float = 0.0  # std of Gaussian noise on the code layer's inputs (semantic hashing: 4)
     seed: int = 0
 
     def validate(self) -> None:
@@ -106,6 +107,8 @@ class FinetuneParams(RayParams):
         _check_choice("finetune.optimizer", self.optimizer, ("adam", "sgd", "cg", "lbfgs"))
         _check_choice("finetune.init", self.init, ("pretrained", "random"))
         _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
+        if self.code_noise < 0:
+            raise DulError(f"finetune.code_noise is {self.code_noise}: must be 0 or more")
 
 
 @dataclasses.dataclass(frozen=True)

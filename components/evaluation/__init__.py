@@ -36,7 +36,7 @@ def pca_reconstruct(X_train: np.ndarray, X_test: np.ndarray, n_components: int, 
 @torch.no_grad()
 def autoencoder_reconstruct(model: DeepAutoencoder, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     model.eval()
-    parts = [model(torch.from_numpy(x)).sigmoid().numpy() for x in np.array_split(X, max(1, len(X) // batch_size))]
+    parts = [model.reconstruct(torch.from_numpy(x)).numpy() for x in np.array_split(X, max(1, len(X) // batch_size))]
     return np.concatenate(parts)
 
 

@@ -7,7 +7,21 @@ transposes; the encoder and decoder weights are then untied and fine-tuned
 by backpropagating the cross-entropy of the reconstruction.
 
 Encoder: logistic hidden layers, a linear (or logistic) code layer.
-Decoder: logistic layers, logistic output units (data in [0, 1]).
+Decoder: logistic layers, then output units that match the data
+(``input_units``, the first RBM's visible type):
+
+- ``bernoulli``: logistic outputs, cross-entropy (pixel intensities in [0, 1]);
+- ``gaussian``: linear outputs, squared error / 2 (standardised real values);
+- ``poisson`` and ``softmax``: word counts. The outputs are a softmax over
+  the vocabulary and the loss is the multinomial cross-entropy
+  -sum_i v_i log softmax(z)_i, the Science paper's document autoencoder
+  objective; the reconstruction is N softmax(z), N = the document's length.
+  A ``softmax`` (replicated softmax) first layer scales its hidden biases by
+  N, as that RBM does (Salakhutdinov & Hinton 2009).
+
+For semantic hashing (Salakhutdinov & Hinton 2009) the logistic code
+layer's inputs get Gaussian noise during fine-tuning (``forward(x, noise)``),
+which pushes the codes towards 0 and 1.
 """
 
 from __future__ import annotations
@@ -21,8 +35,12 @@ from torch.nn import functional as F
 from components.errors import DulError
 
 
+INPUT_UNITS = ("bernoulli", "gaussian", "poisson", "softmax")
+COUNT_UNITS = ("poisson", "softmax")
+
+
 class DeepAutoencoder(nn.Module):
-    def __init__(self, sizes: Sequence[int], code_units: str = "linear"):
+    def __init__(self, sizes: Sequence[int], code_units: str = "linear", input_units: str = "bernoulli"):
         """``sizes`` runs from the input to the code, e.g. (784, 1000, 500, 250, 30)."""
         super().__init__()
         sizes = [int(s) for s in sizes]
@@ -30,8 +48,11 @@ class DeepAutoencoder(nn.Module):
             raise DulError(f"autoencoder sizes must be two or more positive ints, got {sizes}")
         if code_units not in ("linear", "binary"):
             raise DulError(f"autoencoder code_units must be 'linear' or 'binary', got {code_units!r}")
+        if input_units not in INPUT_UNITS:
+            raise DulError(f"autoencoder input_units must be one of {', '.join(INPUT_UNITS)}, got {input_units!r}")
         self.sizes = sizes
         self.code_units = code_units
+        self.input_units = input_units
         pairs = list(zip(sizes[:-1], sizes[1:]))
         self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.decoder = nn.ModuleList(nn.Linear(b, a) for a, b in reversed(pairs))
@@ -44,7 +65,7 @@ class DeepAutoencoder(nn.Module):
             if below.n_hidden != above.n_visible:
                 raise DulError(f"RBM stack does not chain: {below.n_hidden} hidden units feed {above.n_visible} visible")
         code_units = "linear" if rbms[-1].hidden_type == "linear" else "binary"
-        model = cls(sizes, code_units)
+        model = cls(sizes, code_units, getattr(rbms[0], "visible_type", "bernoulli"))
         with torch.no_grad():
             for layer, rbm in zip(model.encoder, rbms):
                 layer.weight.copy_(rbm.W.T)  # (H, D)
@@ -58,28 +79,39 @@ class DeepAutoencoder(nn.Module):
     def code_size(self) -> int:
         return self.sizes[-1]
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) in [0, 1] -> (B, code_size) codes."""
-        for layer in self.encoder[:-1]:
-            x = torch.sigmoid(layer(x))
-        z = self.encoder[-1](x)
-        return z if self.code_units == "linear" else torch.sigmoid(z)
+    def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) data -> (B, code_size) codes; ``noise`` (B, code_size) is added to the code layer's input."""
+        for i, layer in enumerate(self.encoder):
+            if i == 0 and self.input_units == "softmax":  # b_h scaled by the document length N
+                z = torch.addmm(x.sum(dim=1, keepdim=True) * layer.bias, x, layer.weight.T)
+            else:
+                z = layer(x)
+            x = torch.sigmoid(z) if i < len(self.encoder) - 1 else z
+        if noise is not None:
+            x = x + noise
+        return x if self.code_units == "linear" else torch.sigmoid(x)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         for layer in self.decoder[:-1]:
             z = torch.sigmoid(layer(z))
         return self.decoder[-1](z)  # (B, D) logits
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, code_size) -> (B, D) reconstruction in [0, 1]."""
-        return torch.sigmoid(self.decode_logits(z))
+    def decode(self, z: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, code_size) -> (B, D) reconstruction: probabilities in [0, 1] for
+        bernoulli, values for gaussian, word distributions for counts (times
+        ``length`` (B, 1) if given)."""
+        return output_mean(self.decode_logits(z), self.input_units, length)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, D) reconstruction logits (what a DDP wrapper calls)."""
-        return self.decode_logits(self.encode(x))
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, D) mean reconstruction in the data's own units."""
+        return output_mean(self(x), self.input_units, x.sum(dim=1, keepdim=True))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) -> (B, D) output logits (what a DDP wrapper calls); ``noise``: see ``encode``."""
+        return self.decode_logits(self.encode(x, noise))
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reconstruction_losses(self(x), x)
+        return reconstruction_losses(self(x), x, self.input_units)
 
     def codes(self, x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
         """Binary codes for retrieval: code units above their thresholds, (B, code_size) bool."""
@@ -87,20 +119,45 @@ class DeepAutoencoder(nn.Module):
 
     def to_checkpoint(self) -> dict:
         """Config plus state dict: loadable with ``torch.load(..., weights_only=True)``."""
-        config = {"model": "deep-autoencoder", "sizes": self.sizes, "code_units": self.code_units}
+        config = {"model": "deep-autoencoder", "sizes": self.sizes, "code_units": self.code_units,
+                  "input_units": self.input_units}
         return {"config": config, "state_dict": self.state_dict()}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> "DeepAutoencoder":
         config = checkpoint["config"]
-        model = cls(config["sizes"], config["code_units"])
+        model = cls(config["sizes"], config["code_units"], config.get("input_units", "bernoulli"))
         model.load_state_dict(checkpoint["state_dict"])
         return model
 
 
-def reconstruction_losses(logits: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Cross-entropy summed over pixels and averaged over the batch (the training
-    loss), and the paper's squared reconstruction error (same reduction)."""
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
-    squared_error = (torch.sigmoid(logits) - x).pow(2).sum() / len(x)
-    return {"loss": cross_entropy, "squared_error": squared_error.detach()}
+def output_mean(logits: torch.Tensor, input_units: str, length: torch.Tensor | None = None) -> torch.Tensor:
+    """The reconstruction the output units predict from their logits (B, D)."""
+    if input_units == "bernoulli":
+        return torch.sigmoid(logits)
+    if input_units == "gaussian":
+        return logits
+    probabilities = torch.softmax(logits, dim=1)
+    return probabilities if length is None else probabilities * length
+
+
+def reconstruction_losses(logits: torch.Tensor, x: torch.Tensor, input_units: str = "bernoulli") -> dict[str, torch.Tensor]:
+    """The training loss summed over the D inputs and averaged over the batch,
+    and the paper's squared reconstruction error (same reduction).
+
+    bernoulli: cross-entropy; gaussian: squared error / 2; counts:
+    -sum_i v_i log softmax(z)_i, with ``loss_per_word`` (its total over the
+    batch's words: the log of the perplexity) also returned."""
+    batch = len(x)
+    if input_units == "bernoulli":
+        loss = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / batch
+    elif input_units == "gaussian":
+        loss = 0.5 * (logits - x).pow(2).sum() / batch
+    else:
+        total = -(x * torch.log_softmax(logits, dim=1)).sum()
+        length = x.sum(dim=1, keepdim=True)
+        squared_error = (output_mean(logits, input_units, length) - x).pow(2).sum() / batch
+        return {"loss": total / batch, "squared_error": squared_error.detach(),
+                "loss_per_word": (total / length.sum().clamp(min=1)).detach()}
+    squared_error = (output_mean(logits, input_units) - x).pow(2).sum() / batch
+    return {"loss": loss, "squared_error": squared_error.detach()}

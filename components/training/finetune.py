@@ -42,7 +42,7 @@ def initial_model(stack: dict, params: dict) -> DeepAutoencoder:
     net = unroll(stack)
     if params["init"] == "random":
         torch.manual_seed(runtime.seed_for(params["seed"], 0xA11))
-        net = DeepAutoencoder(net.sizes, net.code_units)
+        net = DeepAutoencoder(net.sizes, net.code_units, net.input_units)
     return net
 
 
@@ -57,25 +57,29 @@ def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimize
 
 def train_epoch(model, optimizer, data: torch.Tensor, *, batch_size: int, n_batches: int,
                 generator: torch.Generator, method: str | None = None, line_searches: int = 3,
-                world_size: int = 1) -> dict[str, float]:
-    """One pass of minibatch backprop; ``model`` maps (B, D) to reconstruction logits.
+                world_size: int = 1, input_units: str = "bernoulli", code_noise: float = 0.0,
+                code_size: int = 0) -> dict[str, float]:
+    """One pass of minibatch backprop; ``model`` maps (B, D) to output logits.
 
     With ``method`` (cg | lbfgs) each batch is minimised by ``line_searches``
     iterations of it instead of one ``optimizer`` step; the reported losses
-    are then those at the start of each batch's minimisation."""
+    are then those at the start of each batch's minimisation. ``code_noise``
+    > 0 adds N(0, code_noise^2) noise (B, code_size) to the code layer's
+    inputs, drawn from the global torch generator."""
     order = torch.randperm(len(data), generator=generator)
     totals = torch.zeros(2, device=data.device)
     for b in range(n_batches):
         x = data[order[b * batch_size:(b + 1) * batch_size]]
+        noise = code_noise * torch.randn(len(x), code_size, device=x.device) if code_noise > 0 else None
         if method is None:
-            losses = reconstruction_losses(model(x), x)
+            losses = reconstruction_losses(model(x, noise), x, input_units)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
         else:
             with torch.no_grad():
-                losses = reconstruction_losses(model(x), x)
-            minimize_batch(model, x, method, line_searches, world_size)
+                losses = reconstruction_losses(model(x, noise), x, input_units)
+            minimize_batch(model, x, method, line_searches, world_size, input_units, noise)
         totals += torch.stack([losses["loss"].detach(), losses["squared_error"]])
     loss, squared_error = (totals / n_batches).tolist()
     return {"train_loss": loss, "train_squared_error": squared_error}
@@ -83,8 +87,8 @@ def train_epoch(model, optimizer, data: torch.Tensor, *, batch_size: int, n_batc
 
 @torch.no_grad()
 def squared_error(model: DeepAutoencoder, data: torch.Tensor, batch_size: int = 1000) -> float:
-    """Mean over items of the squared reconstruction error summed over pixels."""
-    total = sum((model.decode(model.encode(x)) - x).pow(2).sum().item() for x in data.split(batch_size))
+    """Mean over items of the squared reconstruction error summed over the inputs."""
+    total = sum((model.reconstruct(x) - x).pow(2).sum().item() for x in data.split(batch_size))
     return total / max(len(data), 1)
 
 
@@ -113,7 +117,8 @@ def finetune_loop(config: dict) -> None:
         net.train()
         stats = train_epoch(model, optimizer, data, batch_size=params["batch_size"], n_batches=n_batches,
                             generator=generator, method=method, line_searches=params["line_searches"],
-                            world_size=world)
+                            world_size=world, input_units=net.input_units, code_noise=params["code_noise"],
+                            code_size=net.code_size)
         stats = runtime.all_reduce_mean(stats, world, device)
         net.eval()
         stats["valid_squared_error"] = squared_error(net, valid)

@@ -2,12 +2,14 @@
 
     dul search --index index/codes.npz --item 42 -k 10
     dul stage pretrain            # the same as the DVC stage's command
+    dul lineage index/codes.npz --verify   # where an output came from, checked against dvc.lock
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 
@@ -29,14 +31,65 @@ def main(argv: list[str] | None = None) -> int:
     stage = commands.add_parser("stage", help="run one pipeline stage outside DVC (DVC runs these for you)")
     stage.add_argument("name", choices=STAGES)
     stage.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    _add_lineage(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
             return _search(args.index, args.item, args.k)
+        if args.command == "lineage":
+            return _lineage(args.target, args.verify, args.format, not args.no_mlflow)
         return importlib.import_module(f"pipelines.{args.name}").main(["--params", args.params])
     except DulError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+LINEAGE_HELP = """\
+TARGET is one of:
+  an output path       index/codes.npz, models/stack.pt, data/prepared (or a file inside it)
+  an MLflow run id     the run of a stage, e.g. 3f2a9c0d1e4b4f5a8b6c7d8e9f0a1b2c
+  a registered model   models:/NAME/VERSION or models:/NAME@ALIAS (through MLflow's model registry)
+
+For each artifact back to the raw data: its md5 (as dvc.lock records it), the
+stage that produced it, that stage's command and params, the commit that last
+changed dvc.lock, the MLflow runs whose dvc.outs.<path> tag holds that md5, and
+for ingest the dataset card with each source file's sha256 and whether it
+matched a pinned hash. MLflow is MLFLOW_TRACKING_URI, else ./mlflow.db; with no
+store or no runs the lineage prints without them.
+
+exit status: 0 ok; 1 --verify found a changed, missing or stale artifact;
+2 unknown target, no dvc.lock, or an unreachable MLflow store.
+
+example:
+  dul lineage index/codes.npz --verify
+  dul lineage models/stack.pt --format json
+"""
+
+
+def _add_lineage(commands) -> None:
+    lineage = commands.add_parser("lineage", help="where an output, MLflow run or registered model came from",
+                                  description="Print the chain from TARGET back to the raw data.",
+                                  epilog=LINEAGE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lineage.add_argument("target", metavar="TARGET", help="output path, MLflow run id, or models:/NAME/VERSION")
+    lineage.add_argument("--verify", action="store_true", help="recompute every artifact's md5 on disk and check "
+                         "each stage's deps against dvc.lock; exit 1 naming each changed, missing or stale one")
+    lineage.add_argument("--format", choices=("tree", "json"), default="tree",
+                         help="a readable tree, or one JSON document (default: %(default)s)")
+    lineage.add_argument("--no-mlflow", action="store_true", help="do not look up MLflow runs")
+
+
+def _lineage(target: str, check: bool, form: str, use_mlflow: bool) -> int:
+    import json
+
+    from components.tracking.lineage import lineage
+    from components.tracking.lineage_format import format_tree
+
+    doc = lineage(target, check=check, use_mlflow=use_mlflow)
+    try:
+        print(json.dumps(doc, indent=2, default=str) if form == "json" else format_tree(doc), flush=True)
+    except BrokenPipeError:  # `dul lineage ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1 if doc["verified"] is False else 0
 
 
 def _search(path: str, item: int, k: int) -> int:

@@ -173,3 +173,29 @@ def _check_exclude(exclude: np.ndarray | None, n_queries: int, n_items: int) -> 
     if len(exclude) and (exclude.min() < -1 or exclude.max() >= n_items):
         raise ValueError(f"exclude entries must lie in [-1, {n_items}), -1 meaning none")
     return exclude.astype(np.int64)
+
+
+def words_from_packed(packed: np.ndarray) -> np.ndarray:
+    """Packed (N, B) uint8 -> (N, W) uint64 words, W = ceil(B / 8).
+
+    Word w holds code bits 64w .. 64w + 63, the first one most significant
+    (the bytes read big-endian), so a run of consecutive code bits is a run of
+    consecutive word bits. Missing bytes are zero, which adds nothing to a
+    XOR count.
+    """
+    packed = np.asarray(packed)
+    if packed.ndim != 2 or packed.dtype != np.uint8:
+        raise ValueError(f"packed codes must be (N, B) uint8, got {packed.dtype} {packed.shape}")
+    padded = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
+    return padded.view(">u8").astype(np.uint64)
+
+
+def pack_words(bits: np.ndarray) -> np.ndarray:
+    """(N, C) bool bits -> (N, ceil(C / 64)) uint64 words; layout as ``words_from_packed``."""
+    return words_from_packed(pack_bits(bits))
+
+
+def packed_from_words(words: np.ndarray, n_bits: int) -> np.ndarray:
+    """(N, W) uint64 words -> (N, ceil(n_bits / 8)) uint8, the inverse of ``words_from_packed``."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    return words.astype(">u8").view(np.uint8)[:, : -(-n_bits // 8)]

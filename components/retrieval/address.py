@@ -1,0 +1,179 @@
+"""The semantic address space: documents stored at the address of their code.
+
+Salakhutdinov & Hinton (2009), "Semantic hashing", section 4: with codes of
+up to about 32 bits, the code itself is a memory address, and the documents
+similar to a query are found by visiting the addresses within a small Hamming
+ball around the query's code, without looking at any other document:
+
+    ball(q, r) = {q XOR m : popcount(m) <= r},   |ball| = sum_{i<=r} C(n, i).
+
+An ``AddressTable`` is a compressed-sparse-row map from an n-bit key
+(n <= 32, code bit 0 most significant) to the documents holding that key:
+
+    keys     (U,)     uint32  the U distinct keys, ascending (sparse layout)
+    offsets  (U + 1,) uint32  documents with key keys[u] are docs[offsets[u]:offsets[u+1]]
+    docs     (N,)     uint32  document ids, grouped by key, ascending within a key
+
+When 2^n <= N the table is dense: ``keys`` is None and ``offsets`` has
+2^n + 1 entries, indexed by the key itself. A lookup costs one binary search
+(or one array read) per probe plus one read per hit, whatever N is.
+Document ids and offsets are uint64 when N >= 2^32.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+MAX_KEY_BITS = 32
+
+
+@dataclass(frozen=True, eq=False)
+class AddressTable:
+    """A key -> documents map; arrays as in the module docstring."""
+
+    n_bits: int
+    keys: np.ndarray | None
+    offsets: np.ndarray
+    docs: np.ndarray
+
+    @property
+    def dense(self) -> bool:
+        return self.keys is None
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+
+def id_dtype(n_items: int) -> np.dtype:
+    """The smallest unsigned type that holds document ids and offsets up to N."""
+    return np.dtype(np.uint32 if n_items < 2**32 else np.uint64)
+
+
+def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None) -> AddressTable:
+    """Group documents by key: (N,) integer keys < 2^n_bits -> AddressTable.
+
+    ``dense`` defaults to 2^n_bits <= N, where the dense offsets cost no more
+    than the sparse keys would. Documents keep ascending order within a key
+    (a stable argsort), so lookups list them in id order.
+    """
+    keys = np.asarray(keys)
+    if keys.ndim != 1 or len(keys) == 0:
+        raise ValueError(f"keys must be (N,) with N >= 1, got shape {keys.shape}")
+    if not 1 <= n_bits <= MAX_KEY_BITS:
+        raise ValueError(f"address keys take 1 to {MAX_KEY_BITS} bits, got {n_bits}")
+    keys = keys.astype(np.uint32, copy=False)
+    dtype = id_dtype(len(keys))
+    dense = 2**n_bits <= len(keys) if dense is None else dense
+    docs = np.argsort(keys, kind="stable").astype(dtype)
+    if dense:
+        counts = np.bincount(keys, minlength=2**n_bits)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(dtype)
+        return AddressTable(n_bits, None, offsets, docs)
+    ordered = keys[docs]
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    offsets = np.concatenate([[0], starts, [len(keys)]]).astype(dtype)
+    return AddressTable(n_bits, ordered[offsets[:-1]], offsets, docs)
+
+
+@lru_cache(maxsize=256)
+def sphere_masks(n_bits: int, radius: int) -> np.ndarray:
+    """All n-bit masks with exactly ``radius`` bits set: (C(n, r),) uint32, read-only."""
+    if radius == 0 or radius > n_bits:
+        masks = np.zeros(int(radius == 0), np.uint32)
+    else:
+        combos = np.array(list(itertools.combinations(range(n_bits), radius)), np.uint32)
+        masks = np.bitwise_or.reduce(np.uint32(1) << combos, axis=1).astype(np.uint32)
+    masks.flags.writeable = False
+    return masks
+
+
+def ball_masks(n_bits: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the Hamming ball, nearest first: (P,) uint32 masks and (P,) uint8 distances."""
+    spheres = [sphere_masks(n_bits, r) for r in range(radius + 1)]
+    distances = np.repeat(np.arange(radius + 1, dtype=np.uint8), [len(s) for s in spheres])
+    return np.concatenate(spheres), distances
+
+
+def lookup_ranges(table: AddressTable, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each probe's documents lie in ``table.docs``: starts, ends, int64 like ``probes``.
+
+    An absent key gives an empty range (start == end).
+    """
+    probes = np.asarray(probes, dtype=np.uint32)
+    if table.dense:
+        at = probes.astype(np.int64)
+        return table.offsets[at].astype(np.int64), table.offsets[at + 1].astype(np.int64)
+    if len(table.keys) == 0:
+        empty = np.zeros(probes.shape, np.int64)
+        return empty, empty
+    at = np.minimum(_search_sorted(table.keys, probes), len(table.keys) - 1)
+    found = table.keys[at] == probes
+    starts = np.where(found, table.offsets[at], 0).astype(np.int64)
+    ends = np.where(found, table.offsets[at + 1], 0).astype(np.int64)
+    return starts, ends
+
+
+def _search_sorted(keys: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(keys, probes)``, several times faster for many scattered probes.
+
+    The probes are sorted first (with their positions in the low 32 bits of
+    one uint64 key), so the binary searches sweep the keys in order and stay
+    in cache instead of each missing it ~log2(U) times.
+    """
+    flat = probes.ravel()
+    if len(flat) < 4096:
+        return np.searchsorted(keys, probes).astype(np.int64)
+    order = np.sort((flat.astype(np.uint64) << np.uint64(32)) | np.arange(len(flat), dtype=np.uint64))
+    at = np.empty(len(flat), np.int64)
+    at[(order & np.uint64(0xFFFFFFFF)).astype(np.int64)] = np.searchsorted(
+        keys, (order >> np.uint64(32)).astype(np.uint32)
+    )
+    return at.reshape(probes.shape)
+
+
+def expand_ranges(table: AddressTable, starts: np.ndarray, ends: np.ndarray):
+    """The documents of each range: flat (P,) ranges -> (H,) probe index, (H,) doc ids int64."""
+    counts = (ends - starts).ravel()
+    probe = np.repeat(np.arange(len(counts)), counts)  # (H,)
+    first = np.cumsum(counts) - counts  # where each probe's hits begin in the output
+    positions = np.arange(len(probe)) + (starts.ravel() - first)[probe]
+    return probe, table.docs[positions].astype(np.int64)
+
+
+def ball_lookup(table: AddressTable, query_keys: np.ndarray, radius: int, block: int = 4096):
+    """Documents within Hamming distance <= ``radius`` of each query key.
+
+    ``query_keys`` (Q,) n-bit keys (see ``address_keys``). Returns CSR arrays
+    ``offsets`` (Q + 1,) int64, ``documents`` (H,) int64 and ``distances``
+    (H,) uint8: query q's hits are ``documents[offsets[q]:offsets[q+1]]``,
+    nearest first, then in ascending id within each probed address (so
+    exactly once each). Probes sum_{i<=r} C(n, i) addresses per query; the
+    cost grows with r and the number of hits, not with N.
+    """
+    query_keys = np.asarray(query_keys)
+    if query_keys.ndim != 1:
+        raise ValueError(f"query keys must be (Q,), got shape {query_keys.shape}")
+    if not 0 <= radius <= table.n_bits:
+        raise ValueError(f"radius must lie in 0..{table.n_bits}, got {radius}")
+    masks, mask_distances = ball_masks(table.n_bits, radius)
+    counts, documents, distances = [], [], []
+    for start in range(0, len(query_keys), block):
+        queries = query_keys[start : start + block].astype(np.uint32)
+        starts, ends = lookup_ranges(table, queries[:, None] ^ masks)  # (Qb, P)
+        probe, docs = expand_ranges(table, starts, ends)
+        counts.append((ends - starts).sum(axis=1))
+        documents.append(docs)
+        distances.append(mask_distances[probe % len(masks)])
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    return offsets, np.concatenate(documents), np.concatenate(distances)
+
+
+def address_keys(words: np.ndarray, n_bits: int) -> np.ndarray:
+    """(N, W) uint64 code words -> (N,) uint32 keys: the n <= 32 code bits, bit 0 highest."""
+    if not 1 <= n_bits <= MAX_KEY_BITS:
+        raise ValueError(f"address keys take 1 to {MAX_KEY_BITS} bits, got {n_bits}")
+    return (np.asarray(words)[:, 0] >> np.uint64(64 - n_bits)).astype(np.uint32)

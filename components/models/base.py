@@ -1,9 +1,12 @@
 """Shared protocols that keep trainers generic across the model families.
 
-Energy models (RBMs) expose ``free_energy``, ``sample_h``, ``sample_v`` and
-``gibbs``; latent models (autoencoders, VAEs) expose ``encode``, ``decode``
-and ``loss``; anything that feeds retrieval exposes ``codes``. A ``loss``
-returns a dict that holds ``"loss"`` plus whatever should be logged.
+Energy models (RBMs) expose ``free_energy``, ``sample_h``, ``sample_v``,
+``gibbs``, the conditional means ``h_mean``/``v_mean``, ``cd_gradients``,
+``check_data`` and their unit types; latent models (autoencoders, VAEs)
+expose ``encode``, ``decode`` and ``loss``; anything that feeds retrieval
+exposes ``codes``. A ``loss`` returns a dict that holds ``"loss"`` plus
+whatever should be logged. The greedy layer-wise trainer drives RBMs and
+autoencoder layers alike through ``layer_step`` (``LayerModel``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import torch
 
 @runtime_checkable
 class EnergyModel(Protocol):
+    visible_type: str  # "bernoulli", "gaussian", "softmax" or "poisson"
+    hidden_type: str  # "binary" or "linear"
+
     def free_energy(self, v: torch.Tensor) -> torch.Tensor: ...  # (B, D) -> (B,)
 
     def sample_h(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...  # (mean, sample)
@@ -22,6 +28,24 @@ class EnergyModel(Protocol):
     def sample_v(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def gibbs(self, v: torch.Tensor, k: int = 1) -> torch.Tensor: ...
+
+    def h_mean(self, v: torch.Tensor) -> torch.Tensor: ...  # E[h | v], (B, H)
+
+    def v_mean(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor: ...  # E[v | h]
+
+    def cd_gradients(self, v_pos: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None,
+                     chain: torch.Tensor | None = None) -> torch.Tensor: ...  # sets .grad; (B, D)
+
+    def check_data(self, v: torch.Tensor, layer: str | None = None) -> None: ...  # DulError if v is unfit
+
+
+@runtime_checkable
+class LayerModel(Protocol):
+    """One layer of a greedy layer-wise stack: an RBM or an autoencoder layer."""
+
+    def layer_step(self, v: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None) -> torch.Tensor: ...
+
+    def h_mean(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
 @runtime_checkable

@@ -1,12 +1,20 @@
-"""Bernoulli-Bernoulli restricted Boltzmann machine.
+"""Bernoulli-Bernoulli restricted Boltzmann machine, and the base of the RBM family.
 
 Smolensky (1986); trained with contrastive divergence, Hinton (2002),
 "Training products of experts by minimizing contrastive divergence". The
 layer type of the deep belief nets in Hinton & Salakhutdinov (2006).
+Persistent CD: Tieleman (2008), "Training restricted Boltzmann machines using
+approximations to the likelihood gradient" (ICML).
 
 Energy:       E(v, h) = - v.b_v - h.b_h - v W h
 Conditionals: p(h_j = 1 | v) = sigmoid(b_h + v W)_j,  p(v_i = 1 | h) = sigmoid(b_v + W h)_i
 Free energy:  F(v) = - log sum_h exp(-E(v, h)) = - v.b_v - sum_j softplus(b_h + v W)_j
+
+The other RBMs (rbm_linear, rbm_gaussian, rbm_softmax, rbm_poisson) differ
+only in their unit types, which live in the hooks below: ``context`` (what a
+row needs besides v, e.g. a document's length), ``hidden_bias`` and
+``h_activation``/``h_sample`` on the way up, ``v_activation``/``v_sample`` on
+the way down, ``b_h_statistic`` (dF/db_h) and ``check_data``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ class BernoulliRBM(nn.Module):
     paper: they enter the statistics as expectations.
     """
 
+    visible_type = "bernoulli"
     hidden_type = "binary"
+    label = "BernoulliRBM"  # names the model in error messages
 
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.1):
         super().__init__()
@@ -34,6 +44,7 @@ class BernoulliRBM(nn.Module):
         self.W = nn.Parameter(init_std * torch.randn(n_visible, n_hidden))  # (D, H)
         self.b_v = nn.Parameter(torch.zeros(n_visible))  # (D,)
         self.b_h = nn.Parameter(torch.zeros(n_hidden))  # (H,)
+        self.last_h_pos: torch.Tensor | None = None  # E[h | v_pos] of the last cd_gradients, (B, H)
 
     @property
     def n_visible(self) -> int:
@@ -43,8 +54,16 @@ class BernoulliRBM(nn.Module):
     def n_hidden(self) -> int:
         return self.W.shape[1]
 
-    def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.b_h, v, self.W)  # b_h + v W, (B, H)
+    # ---- unit-type hooks: a subclass overrides these and nothing else of CD ----
+
+    def context(self, v: torch.Tensor) -> torch.Tensor | None:
+        """What the conditionals of a row need besides v: None here; the
+        document lengths D = v.sum(1), (B, 1), for count models."""
+        return None
+
+    def hidden_bias(self, b_h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """The bias in the hidden input x = hidden_bias + v W: b_h, (H,)."""
+        return b_h
 
     def h_activation(self, x: torch.Tensor) -> torch.Tensor:
         """E[h | v] from the hidden input x = b_h + v W (logistic units)."""
@@ -58,56 +77,84 @@ class BernoulliRBM(nn.Module):
         """
         return (torch.rand_like(mean) < mean).to(mean.dtype)
 
+    def v_activation(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """E[v | h] from the visible input x = b_v + h W^T: sigmoid(x), (B, D)."""
+        return torch.sigmoid(x)
+
+    def v_sample(self, mean: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """A draw of v given its conditional mean: Bernoulli(mean), (B, D)."""
+        return (torch.rand_like(mean) < mean).to(mean.dtype)
+
+    def b_h_statistic(self, h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """-dF/db_h for a row with hidden means h: h itself, (B, H)."""
+        return h
+
+    @classmethod
+    def check_data(cls, v: torch.Tensor, layer: str | None = None) -> None:
+        """Bernoulli visible units model data in [0, 1]; anything else is an input error."""
+        if v.numel() and (not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1):
+            raise DulError(
+                f"{layer or cls.label}: visible data must be finite and in [0, 1] "
+                f"(got min {v.min().item():.3g}, max {v.max().item():.3g}); scale the data first"
+            )
+
+    # ---- the protocol, written once in terms of the hooks ----
+
+    def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.hidden_bias(self.b_h, self.context(v)), v, self.W)  # b_h + v W, (B, H)
+
     def h_mean(self, v: torch.Tensor) -> torch.Tensor:
         """E[h | v] = sigmoid(b_h + v W), shape (B, H)."""
         return self.h_activation(self.hidden_input(v))
 
-    def v_mean(self, h: torch.Tensor) -> torch.Tensor:
-        """E[v | h] = sigmoid(b_v + h W^T), shape (B, D)."""
-        return torch.sigmoid(torch.addmm(self.b_v, h, self.W.T))
+    def v_mean(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """E[v | h] = sigmoid(b_v + h W^T), shape (B, D). ``context`` as ``self.context(v)``."""
+        return self.v_activation(torch.addmm(self.b_v, h, self.W.T), context)
 
     def sample_h(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.h_mean(v)
         return mean, self.h_sample(mean)
 
-    def sample_v(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.v_mean(h)
-        return mean, (torch.rand_like(mean) < mean).to(mean.dtype)
+    def sample_v(self, h: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.v_mean(h, context)
+        return mean, self.v_sample(mean, context)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """F(v) = - v.b_v - sum_j softplus(b_h + v W)_j, shape (B,)."""
         return -(v @ self.b_v) - F.softplus(self.hidden_input(v)).sum(dim=1)
 
     def gibbs(self, v: torch.Tensor, k: int = 1) -> torch.Tensor:
-        """k steps v -> h -> v of block Gibbs sampling; returns the visible means."""
-        v_mean = v
+        """k steps v -> h -> v of block Gibbs sampling; returns the visible means.
+        Each row keeps the context (document length) of its starting state."""
+        context, v_mean = self.context(v), v
         for _ in range(k):
             _, h = self.sample_h(v)
-            v_mean, v = self.sample_v(h)
+            v_mean, v = self.sample_v(h, context)
         return v_mean
 
     def negative_phase(self, v: torch.Tensor, k: int = 1) -> torch.Tensor:
         """The CD-k negative visible data, as in Hinton's rbm.m.
 
-        Hidden states are sampled, reconstructions kept as probabilities
-        (less sampling noise in the statistics; the paper's choice).
+        Hidden states are sampled, reconstructions kept as means (less
+        sampling noise in the statistics; the paper's choice).
         """
         with torch.no_grad():
-            v_neg = v
+            context, v_neg = self.context(v), v
             for _ in range(k):
                 _, h = self.sample_h(v_neg)
-                v_neg = self.v_mean(h)
+                v_neg = self.v_mean(h, context)
         return v_neg
 
     @torch.no_grad()
-    def cd_gradients(self, v_pos: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def cd_gradients(self, v_pos: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None,
+                     chain: torch.Tensor | None = None) -> torch.Tensor:
         """Set ``.grad`` of W, b_v, b_h to the CD-k estimate of the gradient of
-        the negative log-likelihood, and return the reconstructions (B, D).
+        the negative log-likelihood, and return the negative visible data (B, D).
 
-        d(-log p(v))/dW = dF(v)/dW - E_model[dF/dW], and for every hidden type
-        here dF/dW = -v^T E[h|v], dF/db_v = -v, dF/db_h = -E[h|v] (up to terms
-        that cancel), so with the model expectation replaced by the CD-k
-        reconstructions v_neg:
+        d(-log p(v))/dW = dF(v)/dW - E_model[dF/dW], and for every unit type
+        here dF/dW = -v^T E[h|v], dF/db_v = -v (up to parameter-free terms),
+        dF/db_h = -E[h|v] (-D E[h|v] for replicated softmax; ``b_h_statistic``),
+        so with the model expectation replaced by negative visible data v_neg:
 
             grad W   = (v_neg^T h_neg - v_pos^T h_pos) / B
             grad b_v = mean(v_neg - v_pos),  grad b_h = mean(h_neg - h_pos)
@@ -117,27 +164,65 @@ class BernoulliRBM(nn.Module):
         [v_neg; -v_pos]^T [h_neg; h_pos]. ``dtype`` (e.g. torch.bfloat16) is
         the precision of the matrix products' inputs; activations, sampling,
         gradients and weights keep the parameters' dtype.
+
+        CD-k (``chain`` None): v_neg are the reconstructions after k steps from
+        v_pos, hidden states sampled and visibles kept as means (mean-field).
+        Persistent CD (``chain`` (B', D), sampled visible states, e.g. a copy of
+        a data batch to start): the negative chain continues from ``chain`` for
+        k full Gibbs steps, visibles *sampled* so the particles stay states of
+        the model's chain; ``chain`` is overwritten with the new particles,
+        which are also the v_neg returned (fantasies, not reconstructions).
+
+        E[h | v_pos] is kept in ``self.last_h_pos`` (B, H) for regularizers
+        (see components.models.regularizers.add_sparsity_gradient).
         """
         exact = self.W.dtype  # activations, sampling and gradients stay in the parameters' dtype
         dtype = dtype or exact
         W, b_h, b_v = self.W.to(dtype), self.b_h.to(dtype), self.b_v.to(dtype)  # copies only if dtype differs
 
-        def up(v):  # E[h | v], (B, H)
-            return self.h_activation(torch.addmm(b_h, v.to(dtype), W).to(exact))
+        def up(v, context):  # E[h | v], (B, H)
+            return self.h_activation(torch.addmm(self.hidden_bias(b_h, context), v.to(dtype), W).to(exact))
 
-        def down(h):  # E[v | h], (B, D)
-            return torch.sigmoid(torch.addmm(b_v, h.to(dtype), W.T).to(exact))
+        def down(h, context):  # E[v | h], (B, D)
+            return self.v_activation(torch.addmm(b_v, h.to(dtype), W.T).to(exact), context)
 
-        h_pos = up(v_pos)
-        v_neg = down(self.h_sample(h_pos))
-        for _ in range(k - 1):
-            v_neg = down(self.h_sample(up(v_neg)))
-        h_neg = up(v_neg)
-        statistics = torch.mm(torch.cat([v_neg, -v_pos]).T.to(dtype), torch.cat([h_neg, h_pos]).to(dtype))
-        self.W.grad = statistics.to(exact).div_(len(v_pos))  # (D, H)
-        self.b_v.grad = (v_neg - v_pos).mean(dim=0)
-        self.b_h.grad = (h_neg - h_pos).mean(dim=0)
+        context_pos = self.context(v_pos)
+        h_pos = up(v_pos, context_pos)
+        if chain is None:
+            context_neg = context_pos
+            v_neg = down(self.h_sample(h_pos), context_neg)
+            for _ in range(k - 1):
+                v_neg = down(self.h_sample(up(v_neg, context_neg)), context_neg)
+        else:
+            context_neg, v_neg = self.context(chain), chain
+            for _ in range(k):
+                v_neg = self.v_sample(down(self.h_sample(up(v_neg, context_neg)), context_neg), context_neg)
+            chain.copy_(v_neg)
+        h_neg = up(v_neg, context_neg)
+        self._set_gradients(v_pos, h_pos, context_pos, v_neg, h_neg, context_neg, dtype)
+        self.last_h_pos = h_pos
         return v_neg
+
+    def _set_gradients(self, v_pos, h_pos, context_pos, v_neg, h_neg, context_neg, dtype) -> None:
+        """.grad = negative minus positive statistics, each averaged over its own rows."""
+        exact, n = self.W.dtype, len(v_pos)
+        b_h_neg, b_h_pos = self.b_h_statistic(h_neg, context_neg), self.b_h_statistic(h_pos, context_pos)
+        if len(v_neg) == n:
+            self.b_v.grad = (v_neg - v_pos).mean(dim=0)
+            self.b_h.grad = (b_h_neg - b_h_pos).mean(dim=0)
+        else:  # persistent particles need not number the batch: weight the negative side to match
+            self.b_v.grad = v_neg.mean(dim=0) - v_pos.mean(dim=0)
+            self.b_h.grad = b_h_neg.mean(dim=0) - b_h_pos.mean(dim=0)
+            v_neg = v_neg * (n / len(v_neg))
+        statistics = torch.mm(torch.cat([v_neg, -v_pos]).T.to(dtype), torch.cat([h_neg, h_pos]).to(dtype))
+        self.W.grad = statistics.to(exact).div_(n)  # (D, H)
+
+    def layer_step(self, v: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None,
+                   chain: torch.Tensor | None = None) -> torch.Tensor:
+        """The greedy layer-wise trainer's step, shared with autoencoder layers:
+        set ``.grad`` for the batch v (B, D) and return its reconstructions.
+        For an RBM, ``cd_gradients``."""
+        return self.cd_gradients(v, k, dtype, chain)
 
     def forward(self, v_pos: torch.Tensor, v_neg: torch.Tensor) -> torch.Tensor:
         """The CD surrogate objective mean F(v_pos) - mean F(v_neg).
@@ -151,9 +236,6 @@ class BernoulliRBM(nn.Module):
 
 
 def check_visible(v: torch.Tensor, layer: str = "BernoulliRBM") -> None:
-    """Bernoulli visible units model data in [0, 1]; anything else is an input error."""
-    if v.numel() and (not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1):
-        raise DulError(
-            f"{layer}: visible data must be finite and in [0, 1] "
-            f"(got min {v.min().item():.3g}, max {v.max().item():.3g}); scale the data first"
-        )
+    """Bernoulli visible units model data in [0, 1]; anything else is an input error.
+    (``BernoulliRBM.check_data``; other unit types have their own ``check_data``.)"""
+    BernoulliRBM.check_data(v, layer)

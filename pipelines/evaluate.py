@@ -1,11 +1,16 @@
-"""Stage evaluate: test reconstruction error of the deep autoencoder next to PCA.
+"""Stage evaluate: how well the fine-tuned deep autoencoder models the test set.
 
-The paper's metric (Hinton & Salakhutdinov 2006): squared error summed over
-the pixels of a test image, averaged over test images; PCA uses as many
-components as the autoencoder's code has units, fitted on the training split.
-Writes reports/evaluate/metrics.json (DVC metrics), reconstructions.png (test
-images, autoencoder and PCA reconstructions), learning_curves.png and
-filters.png (the first RBM's weights into its hidden units).
+Images: the paper's metric (Hinton & Salakhutdinov 2006), squared error
+summed over the pixels of a test image, averaged over test images, next to
+PCA with as many components as the code has units (fitted on the training
+split); figures of reconstructions, the first RBM's filters and samples from
+the DBN (ancestral sampling after 1,000 Gibbs steps in the top RBM).
+Documents (word counts): the test perplexity of the reconstructions next to
+the unigram model's, and the same three figures as tables of words (each
+hidden unit's top words, the documents' and their reconstructions' top words,
+the top words of the DBN's sampled rates). Both: a 2-D map of the test codes next to 2-D PCA of
+the data (the paper's Figs. 3 and 4) and the learning curves. Writes
+reports/evaluate/metrics.json (DVC metrics) and the figures beside it.
 """
 
 from pathlib import Path
@@ -16,10 +21,16 @@ import torch
 from components import tracking
 from components.config import EvaluateParams, as_dict
 from components.data import read_card, read_split
-from components.evaluation import (autoencoder_reconstruct, filters_figure, learning_curves_figure,
+from components.data.text import read_vocabulary
+from components.evaluation import (autoencoder_reconstruct, encode, filters_figure, learning_curves_figure,
                                    pca_reconstruct, reconstruction_figure, squared_error)
+from components.evaluation.documents import autoencoder_perplexity, unigram_perplexity
+from components.evaluation.maps import maps_figure, project_2d
+from components.evaluation.samples import samples_figure
+from components.evaluation.words import top_words, word_table_figure
 from components.io import read_csv, write_json
-from components.models import DeepAutoencoder
+from components.models import DeepAutoencoder, DeepBeliefNet
+from components.models.stack import layer_from_state
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")
@@ -27,32 +38,84 @@ MODEL = Path("models/autoencoder.pt")
 STACK = Path("models/stack.pt")
 CURVES = {"pretrain": Path("reports/pretrain/curve.csv"), "finetune": Path("reports/finetune/curve.csv")}
 REPORTS = Path("reports/evaluate")
+SAMPLES, GIBBS_STEPS = 30, 1000
 
 
 def work(params: EvaluateParams) -> None:
+    card = read_card(DATA)
     with tracking.stage_run("evaluate", as_dict(params), deps=[DATA, MODEL, STACK]) as mlrun:
         model = DeepAutoencoder.from_checkpoint(torch.load(MODEL, weights_only=True))
+        stack = torch.load(STACK, weights_only=True)
         X_train, _ = read_split(DATA, "train")
         X_test, y_test = read_split(DATA, "test")
-        recon = {"autoencoder": autoencoder_reconstruct(model, X_test),
-                 "pca": pca_reconstruct(X_train, X_test, model.code_size)}
-        errors = {name: squared_error(X_test, r) for name, r in recon.items()}
-        metrics = {"test_squared_error_autoencoder": errors["autoencoder"], "test_squared_error_pca": errors["pca"],
-                   "code_size": model.code_size, "n_test": len(X_test)}
+        if card.get("kind") == "bow":
+            metrics, figures = _documents(model, stack, X_train, X_test, read_vocabulary(DATA / "train.parquet"), params)
+        else:
+            metrics, figures = _images(model, stack, X_train, X_test, y_test, card, params)
+        metrics |= {"code_size": model.code_size, "n_test": len(X_test)}
         write_json(REPORTS / "metrics.json", metrics)
-        shown = _one_per_label(y_test, params.n_images)
-        names = {"autoencoder": f"autoencoder ({model.code_size} codes)", "pca": f"PCA-{model.code_size}"}
-        rows = {"test images": X_test[shown], **{names[k]: r[shown] for k, r in recon.items()}}
-        labelled = {names[k]: e for k, e in errors.items()}
-        reconstruction_figure(REPORTS / "reconstructions.png", rows, tuple(read_card(DATA)["image_shape"]), labelled)
+        maps = {f"autoencoder codes ({model.code_size} units{', PCA to 2-D' if model.code_size > 2 else ''})":
+                project_2d(encode(model, X_test)), "PCA of the data (2 components)": project_2d(X_test)}
+        maps_figure(REPORTS / "codes_2d.png", maps, y_test, card.get("label_names"))
         learning_curves_figure(REPORTS / "learning_curves.png", read_csv(CURVES["pretrain"]), read_csv(CURVES["finetune"]))
-        first = torch.load(STACK, weights_only=True)["layers"][0]["W"].numpy()  # (D, H)
-        filters_figure(REPORTS / "filters.png", first, tuple(read_card(DATA)["image_shape"]))
         mlrun.log_metrics(metrics)
-        for name in ("metrics.json", "reconstructions.png", "learning_curves.png", "filters.png"):
+        for name in ["metrics.json", "codes_2d.png", "learning_curves.png", *figures]:
             mlrun.log_artifact(REPORTS / name, "evaluate")
-    print(f"evaluate: test squared error per image: autoencoder {errors['autoencoder']:.3f}, "
-          f"PCA-{model.code_size} {errors['pca']:.3f} (n={len(X_test)})")
+    print("evaluate: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+
+
+def _documents(model, stack, X_train, X_test, vocabulary, params) -> tuple[dict, list[str]]:
+    shown = np.arange(min(params.n_images, len(X_test)))
+    recon = autoencoder_reconstruct(model, X_test[shown])
+    word_table_figure(REPORTS / "reconstructions.png", {"test document's top words": top_words(X_test[shown], vocabulary),
+                      "its reconstruction's top words": top_words(recon, vocabulary)},
+                      "Test documents and their reconstructions (most frequent / most expected words)")
+    W = stack["layers"][0]["W"].numpy()  # (V, H)
+    word_table_figure(REPORTS / "filters.png", {"first 30 hidden units: words of largest weight":
+                      top_words(W.T[:30], vocabulary)}, "First-layer filters as words")
+    word_table_figure(REPORTS / "samples.png", {"DBN samples: most likely words": _document_samples(stack, X_train,
+                      vocabulary)}, f"Documents sampled from the DBN ({GIBBS_STEPS} Gibbs steps in the top RBM)")
+    metrics = {"test_perplexity_autoencoder": autoencoder_perplexity(model, X_test),
+               "test_perplexity_unigram": unigram_perplexity(X_train, X_test)}
+    return metrics, ["reconstructions.png", "filters.png", "samples.png"]
+
+
+def _document_samples(stack, X_train, vocabulary) -> list[str]:
+    """Top words of the rates the DBN gives sampled first-layer states (documents of mean length)."""
+    layers = [layer_from_state(state) for state in stack["layers"]]
+    if len(layers) < 2 or any(state.get("kind", "rbm") != "rbm" for state in stack["layers"]):
+        return ["(no samples: the stack is not a DBN of two or more RBMs)"]
+    generator = torch.Generator().manual_seed(0)
+    hidden = DeepBeliefNet(layers[1:]).sample(SAMPLES, GIBBS_STEPS, generator)  # (n, H1) means
+    states = (torch.rand(hidden.shape, generator=generator) < hidden).float()
+    length = torch.full((SAMPLES, 1), float(X_train.sum(axis=1).mean()))
+    with torch.no_grad():
+        rates = layers[0].v_mean(states, length)
+    return top_words(rates.numpy(), vocabulary)
+
+
+def _images(model, stack, X_train, X_test, y_test, card, params) -> tuple[dict, list[str]]:
+    recon = {"autoencoder": autoencoder_reconstruct(model, X_test),
+             "pca": pca_reconstruct(X_train, X_test, model.code_size)}
+    errors = {name: squared_error(X_test, r) for name, r in recon.items()}
+    shape = tuple(card["image_shape"])
+    shown = _one_per_label(y_test, params.n_images)
+    names = {"autoencoder": f"autoencoder ({model.code_size} codes)", "pca": f"PCA-{model.code_size}"}
+    rows = {"test images": X_test[shown], **{names[k]: r[shown] for k, r in recon.items()}}
+    reconstruction_figure(REPORTS / "reconstructions.png", rows, shape, {names[k]: e for k, e in errors.items()})
+    filters_figure(REPORTS / "filters.png", stack["layers"][0]["W"].numpy(), shape)
+    layers = [layer_from_state(state) for state in stack["layers"]]
+    bernoulli_dbn = all(state.get("kind", "rbm") == "rbm" and state.get("visible_type", "bernoulli") == "bernoulli"
+                        for state in stack["layers"])
+    if bernoulli_dbn and len(shape) == 2:  # grey-level images
+        samples = DeepBeliefNet(layers).sample(SAMPLES, GIBBS_STEPS, torch.Generator().manual_seed(0))
+        samples_figure(samples, shape, REPORTS / "samples.png",
+                       title=f"DBN samples ({GIBBS_STEPS} Gibbs steps in the top RBM, then a down pass)")
+    else:
+        reason = "the stack is not a DBN of Bernoulli RBMs" if not bernoulli_dbn else "colour images"
+        word_table_figure(REPORTS / "samples.png", {"": [f"no DBN samples drawn: {reason}"]}, "DBN samples")
+    figures = ["reconstructions.png", "filters.png", "samples.png"]
+    return {"test_squared_error_autoencoder": errors["autoencoder"], "test_squared_error_pca": errors["pca"]}, figures
 
 
 def _one_per_label(labels: np.ndarray, n: int) -> np.ndarray:

@@ -27,7 +27,8 @@ def work(params: PretrainParams) -> None:
         result = pretrain_stack(DATA, params, key=content_key(as_dict(params), card))
         n_visible = result["layers"][0]["W"].shape[0]
         config = {"model": "rbm-stack", "sizes": [n_visible, *params.hidden], "code_units": params.code_units,
-                  "dataset": card["dataset"], "shape": card["image_shape"]}
+                  "visible_units": result["layers"][0]["visible_type"], "layer_model": params.layer_model,
+                  "dataset": card["dataset"], "shape": card.get("image_shape")}
         save_torch(OUT, {"config": config, "layers": result["layers"]})
         history = result["history"]
         write_csv(REPORTS / "curve.csv", [{"step": i, **row} for i, row in enumerate(history, start=1)])

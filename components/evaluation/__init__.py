@@ -73,7 +73,10 @@ def filters_figure(path: str | Path, W: np.ndarray, shape: tuple[int, int], n: i
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k < n:
-            ax.imshow(W[:, k].reshape(shape), cmap="gray")
+            w = W[:, k].reshape(shape)
+            if len(shape) == 3:  # colour: scale each filter to [0, 1] for imshow
+                w = (w - w.min()) / max(w.max() - w.min(), 1e-12)
+            ax.imshow(w, cmap="gray")
     fig.suptitle(f"First-layer filters: weights into {n} of {W.shape[1]} hidden units", fontsize=10)
     _save(fig, path)
 
@@ -94,8 +97,23 @@ def learning_curves_figure(path: str | Path, pretrain: list[dict], finetune: lis
     _save(fig, path)
 
 
-def _save(fig, path: str | Path) -> None:
-    fig.tight_layout()
+def precision_recall_figure(path: str | Path, curves: dict[str, dict], title: str) -> None:
+    """Precision against recall (log scale, as the semantic-hashing papers plot it), one line per method,
+    and precision against the number retrieved."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, curve in curves.items():
+        left.plot(curve["recall"], curve["precision"], marker=".", label=name)
+        right.plot(curve["cutoff"], curve["precision"], marker=".", label=name)
+    left.set(xscale="log", xlabel="recall", ylabel="precision", title="Precision-recall")
+    right.set(xscale="log", xlabel="documents retrieved", ylabel="precision", title="Precision at n")
+    left.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def _save(fig, path: str | Path, tight: bool = True) -> None:
+    if tight:
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)

@@ -1,11 +1,18 @@
-"""Greedy layer-wise pretraining of an RBM stack (a deep belief net).
+"""Greedy layer-wise pretraining of an RBM stack (a deep belief net) or of
+stacked (denoising) autoencoders.
 
 Hinton, Osindero & Teh (2006); Hinton & Salakhutdinov (2006). Layer i is an
-RBM trained by CD-k on the hidden probabilities of layer i - 1; the top layer
-may have linear code units. Runs as one Ray Train job over all layers, with a
-checkpoint after every epoch, so a crash (or a killed stage) resumes from the
-last finished epoch instead of starting over. With several workers each takes
-a shard of the data and the CD gradients are all-reduced every step.
+RBM trained by CD-k (or persistent CD) on the hidden probabilities of layer
+i - 1; the first layer's visible units match the data (Bernoulli for pixel
+intensities, constrained Poisson or replicated softmax for word counts) and
+the top layer may have linear code units. With ``layer_model: autoencoder``
+each layer is instead a tied-weight autoencoder (Bengio et al. 2007; with
+``noise`` > 0 a denoising one, Vincent et al. 2008), trained by the same
+routine through the shared ``layer_step``. Runs as one Ray Train job over
+all layers, with a checkpoint after every epoch, so a crash (or a killed
+stage) resumes from the last finished epoch instead of starting over. With
+several workers each takes a shard of the data and the gradients are
+all-reduced every step.
 """
 
 from __future__ import annotations
@@ -17,25 +24,40 @@ from pathlib import Path
 import torch
 
 from components.config import PretrainParams, as_dict
-from components.data import read_split
+from components.data import read_card, read_split
 from components.errors import DulError
-from components.models import RBM_BY_HIDDEN, BernoulliRBM
-from components.models.rbm import check_visible
+from components.models import AutoencoderLayer, BernoulliRBM, make_rbm
+from components.models.stack import layer_from_state as rbm_from_state
+from components.models.stack import layer_state
+from components.models.regularizers import add_sparsity_gradient
 from components.training import runtime
 from components.training.progress import publish
 
 
-def build_layer(index: int, n_visible: int, params: dict) -> BernoulliRBM:
-    """Layer ``index`` of the stack: binary hidden units, or the code type on top."""
+def build_layer(index: int, n_visible: int, params: dict) -> BernoulliRBM | AutoencoderLayer:
+    """Layer ``index`` of the stack: binary hidden units, or the code type on top;
+    the data's visible type at the bottom, Bernoulli above."""
     top = index == len(params["hidden"]) - 1
     hidden_type = params["code_units"] if top else "binary"
-    return RBM_BY_HIDDEN[hidden_type](n_visible, params["hidden"][index], init_std=params["init_std"])
+    size, init_std = params["hidden"][index], params["init_std"]
+    if params.get("layer_model", "rbm") == "autoencoder":
+        return AutoencoderLayer(n_visible, size, init_std=init_std, noise=params.get("noise", 0.0),
+                                hidden_type=hidden_type)
+    visible = params.get("visible_units", "bernoulli") if index == 0 else "bernoulli"
+    return make_rbm(visible, hidden_type, n_visible, size, init_std=init_std)
+
+
+def layer_lr(index: int, params: dict) -> float:
+    """``lr_layers[index]`` if given, else the linear code layer's ``lr_code`` or ``lr``."""
+    if params.get("lr_layers"):
+        return params["lr_layers"][index]
+    top = index == len(params["hidden"]) - 1
+    return params["lr_code"] if top and params["code_units"] == "linear" else params["lr"]
 
 
 def make_optimizer(rbm: BernoulliRBM, index: int, params: dict) -> torch.optim.SGD:
-    """SGD with momentum; weight cost on W only; the linear code layer's own rate."""
-    top = index == len(params["hidden"]) - 1
-    lr = params["lr_code"] if top and params["code_units"] == "linear" else params["lr"]
+    """SGD with momentum; weight cost on W only; each layer's own rate (``layer_lr``)."""
+    lr = layer_lr(index, params)
     groups = [
         {"params": [rbm.W], "weight_decay": params["weight_decay"]},
         {"params": [rbm.b_v, rbm.b_h], "weight_decay": 0.0},
@@ -45,16 +67,27 @@ def make_optimizer(rbm: BernoulliRBM, index: int, params: dict) -> torch.optim.S
 
 def train_epoch(rbm: BernoulliRBM, optimizer, data: torch.Tensor, *, batch_size: int, n_batches: int,
                 cd_k: int, generator: torch.Generator, world_size: int = 1,
-                dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """One pass of CD-k over ``data`` (N, D); returns the mean squared reconstruction
-    error per item. With several workers, each step averages the gradients of
-    all of them first (data-parallel CD: the all-reduce of the CD statistics).
-    ``dtype`` is the precision of the matrix products' inputs (see cd_gradients)."""
+                dtype: torch.dtype = torch.float32, chain: torch.Tensor | None = None,
+                sparsity: dict | None = None) -> dict[str, float]:
+    """One pass of ``layer_step`` (CD-k for an RBM) over ``data`` (N, D); returns
+    the mean squared reconstruction error per item. With several workers, each
+    step averages the gradients of all of them first (data-parallel CD: the
+    all-reduce of the CD statistics). ``dtype`` is the precision of the matrix
+    products' inputs (see cd_gradients). ``chain`` (B, D): persistent CD's
+    fantasy particles, updated in place; the error is then measured on mean-field
+    reconstructions. ``sparsity``: {"target", "cost", "q"} for the sparsity
+    penalty; its running estimate "q" is updated in place."""
     order = torch.randperm(len(data), generator=generator)
     squared_error = torch.zeros((), device=data.device)
     for b in range(n_batches):
         v = data[order[b * batch_size:(b + 1) * batch_size]]  # (B, D)
-        v_neg = rbm.cd_gradients(v, cd_k, dtype)  # (B, D); sets .grad
+        v_neg = rbm.layer_step(v, cd_k, dtype, chain)  # (B, D); sets .grad
+        if sparsity is not None:
+            sparsity["q"] = add_sparsity_gradient(rbm, rbm.last_h_pos, sparsity["q"], sparsity["target"],
+                                                  sparsity["cost"])
+        if chain is not None:
+            with torch.no_grad():
+                v_neg = rbm.v_mean(rbm.last_h_pos, rbm.context(v))
         if world_size > 1:
             for parameter in rbm.parameters():
                 torch.distributed.all_reduce(parameter.grad)
@@ -64,23 +97,13 @@ def train_epoch(rbm: BernoulliRBM, optimizer, data: torch.Tensor, *, batch_size:
     return {"recon_error": squared_error.item() / (n_batches * batch_size)}
 
 
-def layer_state(rbm: BernoulliRBM) -> dict:
-    return {"hidden_type": rbm.hidden_type, **{k: v.detach().cpu().clone() for k, v in rbm.state_dict().items()}}
-
-
-def rbm_from_state(state: dict) -> BernoulliRBM:
-    rbm = RBM_BY_HIDDEN[state["hidden_type"]](*state["W"].shape)
-    rbm.load_state_dict({k: state[k] for k in ("W", "b_v", "b_h")})
-    return rbm
-
-
 def pretrain_loop(config: dict) -> None:
     """Ray Train worker: train every layer not yet in the checkpoint."""
     rank, world, device = runtime.worker_setup(config)
     params = config["params"]
     X_all, _ = read_split(config["data_dir"], "train")
     data, n_batches = runtime.shard(X_all, params["batch_size"], "pretrain", rank, world, device)
-    check_visible(data, layer="pretrain layer 1")
+    build_layer(0, data.shape[1], params).check_data(data, layer="pretrain layer 1")
     state = runtime.load_checkpoint() or {"layers": [], "history": [], "current": None, "next_epoch": 0}
     stack = [rbm_from_state(s).to(device) for s in state["layers"]]
     with torch.no_grad():
@@ -107,6 +130,11 @@ def _train_layer(index, data, state, params, config, rank, world, device, n_batc
     if state["current"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     n_layers, epochs = len(params["hidden"]), params["epochs"]
+    # persistent chains start from a batch of data (a resumed run restarts them there)
+    chain = rbm.v_sample(data[:params["batch_size"]].clone(), rbm.context(data[:params["batch_size"]])) \
+        if params.get("persistent") else None
+    sparsity = {"target": params["sparsity_target"], "cost": params["sparsity_cost"], "q": None} \
+        if params.get("sparsity_cost", 0) > 0 and not isinstance(rbm, AutoencoderLayer) else None
     for epoch in range(state["next_epoch"], epochs):
         momentum = params["momentum_initial"] if epoch < params["momentum_switch_epoch"] else params["momentum_final"]
         for group in optimizer.param_groups:
@@ -115,7 +143,7 @@ def _train_layer(index, data, state, params, config, rank, world, device, n_batc
         generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], index, epoch, rank, 1))
         stats = train_epoch(rbm, optimizer, data, batch_size=params["batch_size"], n_batches=n_batches,
                             cd_k=params["cd_k"], generator=generator, world_size=world,
-                            dtype=getattr(torch, params["matmul_dtype"]))
+                            dtype=getattr(torch, params["matmul_dtype"]), chain=chain, sparsity=sparsity)
         stats = runtime.all_reduce_mean(stats, world, device)
         _check_finite(rbm, stats, index, epoch)
         row = {"layer": index + 1, "epoch": epoch + 1, **stats}
@@ -127,7 +155,7 @@ def _train_layer(index, data, state, params, config, rank, world, device, n_batc
             state["current"].pop("hidden_type")
         runtime.save_checkpoint(state, row, rank)
         if rank == 0:
-            line = f"layer {index + 1}/{n_layers} ({rbm.n_visible}->{rbm.n_hidden} {rbm.hidden_type}) " \
+            line = f"layer {index + 1}/{n_layers} ({rbm.n_visible} {rbm.visible_type}->{rbm.n_hidden} {rbm.hidden_type}) " \
                    f"epoch {epoch + 1}/{epochs}  recon_error {stats['recon_error']:.4f}"
             publish(config["progress"], step=len(state["history"]), line=line,
                     postfix={"layer": index + 1, "recon": f"{stats['recon_error']:.3f}"})
@@ -141,12 +169,21 @@ def _check_finite(rbm: BernoulliRBM, stats: dict, index: int, epoch: int) -> Non
                        "the last good checkpoint is kept; lower pretrain.lr or pretrain.lr_code")
 
 
+def resolved(params: PretrainParams, card: dict) -> dict:
+    """The params as a dict, ``visible_units: auto`` made concrete for the data:
+    constrained Poisson for word counts (semantic hashing), Bernoulli for images."""
+    values = as_dict(params)
+    if values["visible_units"] == "auto":
+        values["visible_units"] = "poisson" if card.get("kind") == "bow" else "bernoulli"
+    return values
+
+
 def pretrain_stack(data_dir: str | Path, params: PretrainParams, key: str) -> dict:
     """Train the stack as a Ray Train job; return ``{"layers": [...], "history": [...]}``.
 
     ``key`` identifies the work (config and data): the same key resumes the same run.
     """
-    config = {"data_dir": os.path.abspath(data_dir), "params": as_dict(params)}
+    config = {"data_dir": os.path.abspath(data_dir), "params": resolved(params, read_card(data_dir))}
     state = runtime.fit(pretrain_loop, config, name=f"pretrain-{key}", params=params,
                         total_steps=len(params.hidden) * params.epochs, desc="pretrain")
     return {"layers": state["layers"], "history": state["history"]}

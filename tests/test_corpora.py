@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.data import corpora, ingest, read_card, read_ids, read_split
+from components.data import ingest, read_card, read_ids, read_split, sources
 from components.data.text import read_bow_split, read_vocabulary
 from components.errors import DulError
+from components.io import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "20news-bydate"
@@ -88,8 +89,7 @@ def test_download_from_a_mirror_is_verified_and_cached(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     archive = _tiny_archive(mirror / "20news-bydate.tar.gz")
-    sha = corpora._sha256(archive)
-    monkeypatch.setitem(corpora.ARCHIVES, "20newsgroups", corpora.Archive("20news-bydate.tar.gz", "http://x/", sha))
+    monkeypatch.setitem(sources.FILE_PINS, "20newsgroups", {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
     card = ingest("20newsgroups", tmp_path / "data", source=mirror.as_uri(), cache_dir=tmp_path / "cache",
                   validation_fraction=0.0, vocabulary_size=4)
     assert card["files"][0]["url"] == mirror.as_uri() + "/20news-bydate.tar.gz"
@@ -101,7 +101,7 @@ def test_a_download_with_the_wrong_checksum_is_refused_and_not_cached(tmp_path, 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     _tiny_archive(mirror / "20news-bydate.tar.gz")
-    monkeypatch.setitem(corpora.ARCHIVES, "20newsgroups", corpora.Archive("20news-bydate.tar.gz", "http://x/", "0" * 64))
+    monkeypatch.setitem(sources.FILE_PINS, "20newsgroups", {"20news-bydate.tar.gz": sources.FilePin("http://x/", "0" * 64)})
     with pytest.raises(DulError, match=r"checksum mismatch: expected sha256 0000.*got [0-9a-f]{64}"):
         ingest("20newsgroups", tmp_path / "data", source=mirror.as_uri(), cache_dir=tmp_path / "cache")
     assert not (tmp_path / "data").exists()

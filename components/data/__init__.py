@@ -1,11 +1,14 @@
 """Datasets for dul: fetch, verify, split, store as Parquet, read back.
 
-``ingest(dataset, out_dir, ...)`` turns ``digits`` (scikit-learn's 8x8
-digits), ``mnist``, ``fashion-mnist`` or ``20newsgroups`` (bag-of-words) into ``train``/``validation``/``test``
-Parquet files and a ``card.json``; ``read_split(out_dir, split)`` gives back
-``X`` float32 (N, H*W) in [0, 1] and ``y`` int64 (N,); ``read_card``
-the card. Formats: ``components.data.ingest``; sources and pinned checksums:
-``components.data.sources``; the IDX reader: ``components.data.idx``.
+``ingest(dataset, out_dir, ...)`` turns an image dataset (``digits``,
+``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``) or a text corpus
+(``20newsgroups``, ``reuters21578``, ``rcv1-v2``: bag-of-words) into
+``train``/``validation``/``test`` Parquet files and a ``card.json``;
+``read_split(out_dir, split)`` gives back ``X`` float32 ((N, H*W*C) pixels
+in [0, 1], or (N, V) word counts) and ``y`` int64 (N,); ``read_card`` the
+card. Dispatch and readers: ``components.data.ingest``; formats:
+``images``, ``corpora``; sources and pinned checksums: ``sources``,
+``fetch``; the IDX reader: ``idx``.
 """
 
 from components.data.ingest import DATASETS, SPLITS, ingest, read_card, read_ids, read_split

@@ -1,114 +1,63 @@
-"""Text corpora as bag-of-words splits: fetch the archive, tokenise, count, write.
+"""Text corpora as bag-of-words splits: fetch the files, tokenise, count, write.
 
 ``ingest_text(dataset, out_dir, ...)`` writes, into ``out_dir`` (whole or
 not at all), ``train.parquet``, ``validation.parquet`` and ``test.parquet``
 in the bag-of-words format of ``components.data.text`` (id, label, title,
 indices, counts; the vocabulary in the schema metadata) and ``card.json``
-(``"kind": "bow"``). The vocabulary is the ``vocabulary_size`` most frequent
-words of the training split only (validation included in "training" for the
-count, never test), as Salakhutdinov & Hinton (2009) build their 2000-word
-inputs. Validation is a seeded hold-out of the official training split.
+(``"kind": "bow"``, ``multi_label``, label names, per-split counts, the
+source files' sha256). The vocabulary is the ``vocabulary_size`` most
+frequent words of the train split only (neither validation nor test), as
+Salakhutdinov & Hinton (2009) build their 2000-word inputs. Validation is a
+seeded hold-out of the official training split (``validation_fraction``).
 
-Sources: ``source`` is a local archive file, a folder holding it, a mirror
-URL (a base under which the archive's file name lives, or the file's full
-URL), or empty for the canonical URL. Downloads land in the cache under a
-temporary name and enter it only once their sha256 matches the pin.
+- ``20newsgroups`` (``components.data.newsgroups``): the bydate split,
+  single-label; ``remove`` strips headers, footers, quotes (this corpus only:
+  set for another one it is an error).
+- ``reuters21578`` and ``rcv1-v2``: ``components.data.corpora_stream``
+  (``topics``, ``rcv1_split``; multi-label: a ``labels`` column beside
+  ``label``, the first label).
+
+Sources (``components.data.fetch``): ``source`` is a local file, a folder
+holding the files, a mirror URL, or empty for the canonical URLs in
+``sources.FILE_PINS``; downloads enter the cache only once their sha256
+matches the pin, and a file with no pin is marked ``verified: false``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import os
-import shutil
-import tempfile
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
-from components.data import newsgroups, sources, text
+from components.data import corpora_stream, fetch, newsgroups, text
+from components.data.corpora_stream import bow_card, holdout_mask, split_summary
 from components.errors import DulError
 from components.io import atomic_path, write_json
 
-
-@dataclass(frozen=True)
-class Archive:
-    filename: str
-    url: str
-    sha256: str | None
-
-
-ARCHIVES: dict[str, Archive] = {
-    "20newsgroups": Archive("20news-bydate.tar.gz", "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz",
-                            newsgroups.SHA256),
-}
-TEXT_DATASETS = tuple(ARCHIVES)
-
-
-def fetch_archive(dataset: str, source: str | os.PathLike | None, cache_dir=None) -> tuple[Path, str, str | None]:
-    """Local path of ``dataset``'s archive, the source for the card, and the URL if downloaded."""
-    archive = ARCHIVES[dataset]
-    if source is None or sources.is_url(str(source)):
-        url = archive.url if source is None else str(source)
-        if not url.endswith(archive.filename):
-            url = url.rstrip("/") + "/" + archive.filename
-        folder = Path(cache_dir) if cache_dir is not None else sources.default_cache_dir()
-        target = folder / dataset / hashlib.sha256(url.encode()).hexdigest()[:12] / archive.filename
-        if not (target.is_file() and _sha256(target) == archive.sha256):
-            _download(url, target, archive)
-        return target, url, url
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / archive.filename
-    if not path.is_file():
-        raise DulError(f"{path} not found; put {archive.filename} there and set ingest.source to the file or its folder")
-    return path, str(source), None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download(url: str, target: Path, archive: Archive) -> None:
-    """Download to a temporary name beside ``target``; check the pin; then move into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=sources.DOWNLOAD_TIMEOUT_S) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
-        actual = _sha256(Path(tmp))
-        if archive.sha256 is not None and actual != archive.sha256:
-            raise DulError(f"{url}: checksum mismatch: expected sha256 {archive.sha256}, got {actual}; "
-                           "the download is damaged or not the real archive")
-        os.replace(tmp, target)
-    except (OSError, ValueError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", None) or error
-        raise DulError(f"could not download {url} ({reason}); put {archive.filename} in a folder "
-                       "and set ingest.source to it") from error
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+TEXT_DATASETS = ("20newsgroups", "reuters21578", "rcv1-v2")
 
 
 def ingest_text(dataset: str, out_dir, *, source=None, cache_dir=None, vocabulary_size: int = text.VOCABULARY_SIZE,
-                remove: tuple[str, ...] = (), validation_fraction: float = 0.1, seed: int = 0) -> dict:
+                remove: tuple[str, ...] = (), validation_fraction: float = 0.1, seed: int = 0, topics: str = "all",
+                rcv1_split: str = "lyrl2004") -> dict:
     """Write ``dataset``'s bag-of-words splits and card to ``out_dir``; return the card."""
-    path, source_name, url = fetch_archive(dataset, source, cache_dir)
-    corpus = newsgroups.load_20newsgroups(path, remove=tuple(remove), expected_sha256=ARCHIVES[dataset].sha256)
+    common = {"source": source, "cache_dir": cache_dir, "vocabulary_size": vocabulary_size,
+              "validation_fraction": validation_fraction, "seed": seed}
+    if remove and dataset != "20newsgroups":
+        raise DulError(f"ingest.remove is {list(remove)} but it applies to 20newsgroups only; set it to [] for {dataset}")
+    if dataset == "reuters21578":
+        return corpora_stream.ingest_reuters(out_dir, topics=topics, **common)
+    if dataset == "rcv1-v2":
+        return corpora_stream.ingest_rcv1(out_dir, scheme=rcv1_split, **common)
+    return _newsgroups(out_dir, remove=tuple(remove), **common)
+
+
+def _newsgroups(out_dir, *, source, cache_dir, vocabulary_size, remove, validation_fraction, seed) -> dict:
+    fetched = fetch.fetch_files("20newsgroups", source, cache_dir)
+    [path] = fetched.paths.values()
+    corpus = newsgroups.load_20newsgroups(path, remove=remove, expected_sha256=None)  # fetch_files checked the pin
     tokens = {split: [text.tokenize(doc) for doc in corpus[split]["texts"]] for split in ("train", "test")}
-    rng = np.random.default_rng(seed)
-    train_rows = np.arange(len(tokens["train"]))
-    shuffled = rng.permutation(train_rows)
-    n_valid = int(round(validation_fraction * len(train_rows)))
-    rows = {"train": np.sort(shuffled[n_valid:]), "validation": np.sort(shuffled[:n_valid]),
+    in_validation = holdout_mask(len(tokens["train"]), validation_fraction, np.random.default_rng(seed), "20newsgroups")
+    rows = {"train": np.flatnonzero(~in_validation), "validation": np.flatnonzero(in_validation),
             "test": np.arange(len(tokens["test"]))}
-    if len(rows["train"]) == 0:
-        raise DulError(f"ingest.validation_fraction leaves no training documents of {dataset}; lower it")
     vocabulary = text.build_vocabulary([tokens["train"][i] for i in rows["train"]], vocabulary_size)
     parts = {}
     for split, chosen in rows.items():
@@ -117,10 +66,12 @@ def ingest_text(dataset: str, out_dir, *, source=None, cache_dir=None, vocabular
         counts = text.count_vectors([origin_tokens[i] for i in chosen], vocabulary)
         parts[split] = ([origin["ids"][i] for i in chosen], origin["labels"][chosen], counts,
                         [origin["titles"][i] for i in chosen])
-    file_entry = {"name": ARCHIVES[dataset].filename, "sha256": corpus["archive"]["sha256"],
-                  "verified": corpus["archive"]["verified"], **({"url": url} if url else {})}
-    card = _card(dataset, source_name, parts, corpus["label_names"], vocabulary, file_entry,
-                 {"seed": seed, "validation_fraction": validation_fraction, "remove": list(remove)})
+    n_labels = len(corpus["label_names"])
+    splits = {split: _summary(labels, counts, n_labels) for split, (_, labels, counts, _) in parts.items()}
+    split_info = {"seed": seed, "validation_fraction": validation_fraction, "remove": list(remove),
+                  "test": "official test split"}
+    card = bow_card("20newsgroups", fetched.source, corpus["label_names"], len(vocabulary), False, splits,
+                    fetched.files, split_info, corpora_stream.TOKENISED)
     with atomic_path(out_dir, is_dir=True) as tmp:
         for split, (ids, labels, counts, titles) in parts.items():
             text.write_bow_split(tmp / f"{split}.parquet", ids, labels, counts, titles, vocabulary)
@@ -128,20 +79,7 @@ def ingest_text(dataset: str, out_dir, *, source=None, cache_dir=None, vocabular
     return card
 
 
-def _card(dataset, source, parts, label_names, vocabulary, file_entry, split_info) -> dict:
-    """Deterministic card: no timestamps, no cache paths."""
-    splits = {}
-    for split, (_, labels, counts, _) in parts.items():
-        label_counts = np.bincount(labels, minlength=len(label_names))
-        lengths = np.asarray(counts.sum(axis=1)).ravel()
-        splits[split] = {"count": int(len(labels)), "label_counts": {str(k): int(c) for k, c in enumerate(label_counts)},
-                         "empty_documents": int((lengths == 0).sum()), "mean_words": float(lengths.mean())}
-    return {
-        "dataset": dataset, "kind": "bow", "source": source, "n_labels": len(label_names), "label_names": label_names,
-        "vocabulary_size": len(vocabulary),
-        "preprocessing": {"tokens": text.TOKEN_PATTERN, "stop_words": "scikit-learn ENGLISH_STOP_WORDS",
-                          "counts": "raw word counts over the vocabulary (not TF-IDF)"},
-        "split": {**split_info, "test": "official test split"},
-        "splits": splits,
-        "files": [file_entry],
-    }
+def _summary(labels: np.ndarray, counts, n_labels: int) -> dict:
+    lengths = np.asarray(counts.sum(axis=1)).ravel()
+    mean_words = float(lengths.mean()) if len(lengths) else 0.0
+    return split_summary(len(labels), np.bincount(labels, minlength=n_labels), int((lengths == 0).sum()), mean_words)

@@ -46,11 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
-from components.data import archive
+from components.data import archive, sources
 from components.errors import DulError, did_you_mean
 
-# sha256 of 20news-bydate.tar.gz as in ../shared/data/20news-bydate/README.md
-SHA256 = "866933853cf9a04c7e0377f8de370e28eee1653ece21f84604305b9c4773d36b"
+# sha256 of 20news-bydate.tar.gz (provenance: sources.FILE_PINS)
+SHA256 = sources.FILE_PINS["20newsgroups"]["20news-bydate.tar.gz"].sha256
 SPLIT_FOLDERS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
 REMOVE_CHOICES = ("headers", "footers", "quotes")
 TITLE_MAX_CHARS = 200

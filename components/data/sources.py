@@ -149,7 +149,8 @@ class FilePin:
     md5: str | None = None  # as the authors publish it, for reference
 
 
-# The corpora read by components.data.cifar / reuters / rcv1 (not yet in DATASETS).
+# The files of the datasets read whole (components.data.fetch; ingest.DATASETS).
+# 20newsgroups sha256: as in ../shared/data/20news-bydate/README.md.
 # cifar sha256: published by TensorFlow Datasets' checksums and pinned alike by
 #   many unrelated public projects (Julia MLDatasets, Go and Ruby loaders); md5:
 #   the authors' page https://www.cs.toronto.edu/~kriz/cifar.html. Not
@@ -159,6 +160,9 @@ class FilePin:
 _LYRL2004 = "http://www.ai.mit.edu/projects/jmlr/papers/volume5/lewis04a/"
 _RCV1_TOKENS = ("lyrl2004_tokens_train.dat.gz", *(f"lyrl2004_tokens_test_pt{i}.dat.gz" for i in range(4)))
 FILE_PINS: dict[str, dict[str, FilePin]] = {
+    "20newsgroups": {"20news-bydate.tar.gz": FilePin(
+        "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz",
+        "866933853cf9a04c7e0377f8de370e28eee1653ece21f84604305b9c4773d36b")},
     "cifar10": {"cifar-10-binary.tar.gz": FilePin(
         "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
         "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd", "c32a1d4ab5d03f1284b67883e8d87530")},
@@ -167,7 +171,7 @@ FILE_PINS: dict[str, dict[str, FilePin]] = {
         "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec", "03b5dce01913d631647c71ecec9e9cb8")},
     "reuters21578": {"reuters21578.tar.gz": FilePin(
         "http://kdd.ics.uci.edu/databases/reuters21578/reuters21578.tar.gz", None)},  # TODO sha256
-    "rcv1": {
+    "rcv1-v2": {
         **{name: FilePin(f"{_LYRL2004}a12-token-files/{name}", None) for name in _RCV1_TOKENS},  # TODO sha256
         "rcv1-v2.topics.qrels.gz": FilePin(f"{_LYRL2004}a08-topic-qrels/rcv1-v2.topics.qrels.gz", None),  # TODO
     },

@@ -1,8 +1,9 @@
 """The ``dul`` command: search a retrieval index, or run one pipeline stage.
 
-    dul search --index index/codes.npz --item 42 -k 10
+    dul search --index index/search "space shuttle launch"   # or --doc ID, --item N
     dul stage pretrain            # the same as the DVC stage's command
     dul lineage index/codes.npz --verify   # where an output came from, checked against dvc.lock
+    dul sweep                     # a Ray Tune sweep over params.yaml's sweep.space
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import argparse
 import importlib
 import os
 import sys
-import time
 
 from components.errors import DulError
+from components.search_command import add_search, run_search
 
 STAGES = ("ingest", "pretrain", "finetune", "evaluate", "index")
 
@@ -22,20 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dul", description="Reproducible, distributed pipelines for deep "
                                      "unsupervised learning (run the whole pipeline with `dvc repro`).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    search = commands.add_parser("search", help="the k nearest items to an item by Hamming distance of their codes",
-                                 description="Find the k items whose binary codes are nearest (Hamming distance) "
-                                 "to item N's, in an index written by the `index` stage.")
-    search.add_argument("--index", required=True, metavar="PATH", help="index file, e.g. index/codes.npz")
-    search.add_argument("--item", required=True, type=int, metavar="N", help="row of the query item in the index")
-    search.add_argument("-k", type=int, default=10, help="number of neighbours (default: %(default)s)")
+    add_search(commands)
     stage = commands.add_parser("stage", help="run one pipeline stage outside DVC (DVC runs these for you)")
     stage.add_argument("name", choices=STAGES)
     stage.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     _add_lineage(commands)
+    _add_sweep(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
-            return _search(args.index, args.item, args.k)
+            return run_search(args)
+        if args.command == "sweep":
+            from components.training.sweep import run as sweep
+
+            return sweep(args.params, args.out, args.resume)
         if args.command == "lineage":
             return _lineage(args.target, args.verify, args.format, not args.no_mlflow)
         return importlib.import_module(f"pipelines.{args.name}").main(["--params", args.params])
@@ -66,6 +67,21 @@ example:
 """
 
 
+def _add_sweep(commands) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="a Ray Tune sweep of pretrain -> finetune over params.yaml's sweep.space",
+        description="Run the trials of params.yaml's `sweep` section, each a pretrain -> finetune run on\n"
+        "data/prepared (ASHA stops poor ones early); track them in MLflow as child runs of\n"
+        "`sweep <name>`; write the best trial's swept keys to --out.",
+        epilog="example:\n  dul sweep   # then: dvc exp run -S finetune.lr=...  (the command it prints)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    sweep.add_argument("--out", default="sweeps/best.yaml", help="where the best trial's params go, "
+                       "params.yaml-style, only the swept keys (default: %(default)s)")
+    sweep.add_argument("--resume", action="store_true", help="finish an interrupted sweep of the same params "
+                       "(Ray Tune restore from its storage), or return a finished one's results")
+
+
 def _add_lineage(commands) -> None:
     lineage = commands.add_parser("lineage", help="where an output, MLflow run or registered model came from",
                                   description="Print the chain from TARGET back to the raw data.",
@@ -90,16 +106,6 @@ def _lineage(target: str, check: bool, form: str, use_mlflow: bool) -> int:
     except BrokenPipeError:  # `dul lineage ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if doc["verified"] is False else 0
-
-
-def _search(path: str, item: int, k: int) -> int:
-    from components.retrieval import format_results, load_index, search
-
-    index = load_index(path)
-    start = time.perf_counter()
-    results = search(index, item, k)
-    print(format_results(index, item, results, time.perf_counter() - start))
-    return 0
 
 
 if __name__ == "__main__":

@@ -33,18 +33,25 @@ class RayParams:
 
 @dataclasses.dataclass(frozen=True)
 class IngestParams:
-    dataset: str = "digits"  # digits | mnist | fashion-mnist | 20newsgroups
+    # digits | mnist | fashion-mnist | cifar10 | cifar100 | 20newsgroups | reuters21578 | rcv1-v2
+    dataset: str = "digits"
     source: str | None = None  # null: canonical URLs; or a local folder / file / mirror URL
     validation_fraction: float = 0.1
-    test_fraction: float = 0.2  # digits only: the IDX datasets have an official test set
+    test_fraction: float = 0.2  # digits only: the others have an official test set
     vocabulary_size: int = 2000  # text corpora: the N most frequent training words
-    remove: tuple[str, ...] = ()  # 20newsgroups: any of headers, footers, quotes
+    remove: tuple[str, ...] = ()  # 20newsgroups only: any of headers, footers, quotes
+    topics: str = "all"  # reuters21578: all (90 ModApte topics, multi-label) | R52 | R8 (single-label)
+    rcv1_split: str = "lyrl2004"  # rcv1-v2: lyrl2004 (23,149 / 781,265) | random (seeded halves)
     seed: int = 0
 
     def validate(self) -> None:
         _check_positive("ingest", self, ("vocabulary_size",))
         for item in self.remove:
             _check_choice("ingest.remove", item, ("headers", "footers", "quotes"))
+        if self.remove and self.dataset != "20newsgroups":
+            raise DulError(f"ingest.remove applies to 20newsgroups only, not {self.dataset}; set it to []")
+        _check_choice("ingest.topics", self.topics, ("all", "R52", "R8"))
+        _check_choice("ingest.rcv1_split", self.rcv1_split, ("lyrl2004", "random"))
         _check_fraction("ingest.validation_fraction", self.validation_fraction)
         _check_fraction("ingest.test_fraction", self.test_fraction)
 
@@ -74,11 +81,32 @@ class PretrainParams(RayParams):
     init_std: float = 0.1
     cd_k: int = 1
     matmul_dtype: str = "float32"  # float32 | bfloat16: precision of CD's matrix products' inputs
+    visible_units: str = "auto"  # first layer: auto (bernoulli for images, poisson for word counts) | ...
+    layer_model: str = "rbm"  # rbm | autoencoder (stacked autoencoders; denoising with noise > 0)
+    noise: float = 0.0  # autoencoder layers: fraction of inputs zeroed (masking noise)
+    persistent: bool = False  # persistent CD (Tieleman 2008) instead of CD-k
+    sparsity_target: float = 0.05  # mean hidden activation aimed at, when sparsity_cost > 0
+    sparsity_cost: float = 0.0  # 0: no sparsity penalty
+    lr_layers: tuple[float, ...] = ()  # per-layer learning rates; empty: lr (lr_code for a linear code layer)
     seed: int = 0
 
     def validate(self) -> None:
         _check_ray(self, "pretrain")
         _check_choice("pretrain.matmul_dtype", self.matmul_dtype, ("float32", "bfloat16"))
+        _check_choice("pretrain.visible_units", self.visible_units, ("auto", "bernoulli", "softmax", "poisson"))
+        _check_choice("pretrain.layer_model", self.layer_model, ("rbm", "autoencoder"))
+        if not 0 <= self.noise < 1:
+            raise DulError(f"pretrain.noise is {self.noise}: must be in [0, 1)")
+        if self.noise and self.layer_model != "autoencoder":
+            raise DulError("pretrain.noise applies to autoencoder layers; set pretrain.layer_model: autoencoder or noise: 0")
+        if self.persistent and self.layer_model != "rbm":
+            raise DulError("pretrain.persistent (PCD) applies to RBM layers; set pretrain.layer_model: rbm")
+        if not 0 < self.sparsity_target < 1 or self.sparsity_cost < 0:
+            raise DulError(f"pretrain.sparsity_target must be in (0, 1) and sparsity_cost >= 0; got "
+                           f"{self.sparsity_target}, {self.sparsity_cost}")
+        if self.lr_layers and (len(self.lr_layers) != len(self.hidden) or min(self.lr_layers) <= 0):
+            raise DulError(f"pretrain.lr_layers needs one positive rate per layer of pretrain.hidden "
+                           f"({len(self.hidden)}), got {list(self.lr_layers)}; or [] for lr/lr_code")
         if not self.hidden:
             raise DulError("pretrain.hidden: give at least one layer size, e.g. [256, 128, 10]")
         for i, size in enumerate(self.hidden):
@@ -114,17 +142,50 @@ class FinetuneParams(RayParams):
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
     n_images: int = 10  # test images shown in the reconstruction figure
+    ais_chains: int = 100  # AIS runs for the first RBM's log Z and test log-likelihood; 0: skip
 
     def validate(self) -> None:
         _check_positive("evaluate", self, ("n_images",))
+        if self.ais_chains == 1 or self.ais_chains < 0:
+            raise DulError(f"evaluate.ais_chains is {self.ais_chains}: 0 (skip) or at least 2 (for error bars)")
 
 
 @dataclasses.dataclass(frozen=True)
 class IndexParams:
     k: int = 10  # precision@k: neighbours per query, test items against training items
+    max_queries: int = 2000  # test queries for the precision-recall comparison with baselines; 0: all
 
     def validate(self) -> None:
         _check_positive("index", self, ("k",))
+        if self.max_queries < 0:
+            raise DulError(f"index.max_queries is {self.max_queries}: must be 0 (all) or more")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepParams:
+    """``dul sweep``: a Ray Tune search over pretrain and finetune params (not a DVC stage).
+
+    ``space`` maps ``stage.param`` to a distribution, plain data such as
+    ``{loguniform: [1.0e-4, 1.0e-2]}``; components/training/sweep_space.py
+    checks it and turns it into Ray Tune's search space.
+    """
+
+    name: str | None = None  # null: named by a hash of the params and the data
+    metric: str = "finetune.valid_squared_error"  # stage.metric, reported every epoch
+    mode: str = "min"  # min | max
+    num_samples: int = 8  # trials (with grid keys: repeats of the grid)
+    max_concurrent: int = 2  # trials at once (fewer if the CPUs do not fit them)
+    scheduler: str = "asha"  # asha (stops poor trials early) | fifo
+    grace_period: int = 1  # asha: epochs before a trial can be stopped
+    search: str = "optuna"  # optuna | random | grid
+    seed: int = 0
+    space: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        _check_choice("sweep.mode", self.mode, ("min", "max"))
+        _check_choice("sweep.scheduler", self.scheduler, ("asha", "fifo"))
+        _check_choice("sweep.search", self.search, ("optuna", "random", "grid"))
+        _check_positive("sweep", self, ("num_samples", "max_concurrent", "grace_period"))
 
 
 SECTIONS: dict[str, type] = {
@@ -133,6 +194,7 @@ SECTIONS: dict[str, type] = {
     "finetune": FinetuneParams,
     "evaluate": EvaluateParams,
     "index": IndexParams,
+    "sweep": SweepParams,
 }
 
 

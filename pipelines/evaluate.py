@@ -24,6 +24,7 @@ from components.data import read_card, read_split
 from components.data.text import read_vocabulary
 from components.evaluation import (autoencoder_reconstruct, encode, filters_figure, learning_curves_figure,
                                    pca_reconstruct, reconstruction_figure, squared_error)
+from components.evaluation.ais import ais_log_partition, log_likelihood, pseudo_log_likelihood
 from components.evaluation.documents import autoencoder_perplexity, unigram_perplexity
 from components.evaluation.maps import maps_figure, project_2d
 from components.evaluation.samples import samples_figure
@@ -115,7 +116,22 @@ def _images(model, stack, X_train, X_test, y_test, card, params) -> tuple[dict, 
         reason = "the stack is not a DBN of Bernoulli RBMs" if not bernoulli_dbn else "colour images"
         word_table_figure(REPORTS / "samples.png", {"": [f"no DBN samples drawn: {reason}"]}, "DBN samples")
     figures = ["reconstructions.png", "filters.png", "samples.png"]
-    return {"test_squared_error_autoencoder": errors["autoencoder"], "test_squared_error_pca": errors["pca"]}, figures
+    metrics = {"test_squared_error_autoencoder": errors["autoencoder"], "test_squared_error_pca": errors["pca"]}
+    first = stack["layers"][0]
+    if params.ais_chains and first.get("kind", "rbm") == "rbm" and first["hidden_type"] == "binary" \
+            and first.get("visible_type", "bernoulli") == "bernoulli":
+        metrics |= _ais(layers[0], X_train, X_test, params.ais_chains)
+    return metrics, figures
+
+
+def _ais(rbm, X_train: np.ndarray, X_test: np.ndarray, chains: int) -> dict:
+    """The first RBM as a density model of binarised images (Salakhutdinov & Murray 2008)."""
+    train, test = (torch.from_numpy(X > 0.5).float() for X in (X_train, X_test))
+    log_z, lower, upper = ais_log_partition(rbm, train, n_chains=chains)
+    lower = lower if np.isfinite(lower) else None  # -inf: the weights' spread is too large for a bar
+    return {"rbm1_ais_log_z": log_z, "rbm1_ais_log_z_lower": lower, "rbm1_ais_log_z_upper": upper,
+            "rbm1_test_log_likelihood": log_likelihood(rbm, test, log_z),
+            "rbm1_test_pseudo_log_likelihood": pseudo_log_likelihood(rbm, test)}
 
 
 def _one_per_label(labels: np.ndarray, n: int) -> np.ndarray:

@@ -7,25 +7,46 @@ bits), and writes index/codes.npz (loadable without unpickling; searched by
 training items by Hamming distance: reports/index/metrics.json holds
 precision@k (the fraction of the k nearest that share the query's label) and
 reports/index/precision.csv the curve over k (a DVC plot).
+
+In the same run, up to index.max_queries test queries (a seeded sample)
+rank the training items with the codes and with the baselines of the field
+at the same size (TF-IDF, LSA and LSH for word counts; pixels, PCA and LSH
+for images): precision@100 of each goes into the metrics, their
+precision-recall curves into reports/index/pr_curves.{csv,png}.
+
+It also writes index/search, the folder `dul search` answers free-text and
+document queries from (codes, address table, thresholds, ids, titles, the
+encoder and, for word counts, the vocabulary and TF-IDF rows). For word
+counts the same test queries then search the whole collection two ways, the
+paper's comparison: a Hamming-ball shortlist (radius 2; k=100 nearest codes
+above 32 bits) re-ranked by TF-IDF, against TF-IDF over every item:
+precision@k and the mean query time of each (``search/*`` metrics).
 """
 
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from components import tracking
 from components.config import IndexParams, as_dict
 from components.data import SPLITS, read_card, read_ids, read_split
-from components.evaluation import encode
+from components.data.text import read_bow_split, read_titles, read_vocabulary
+from components.evaluation import encode, precision_recall_figure
 from components.io import file_md5, write_csv, write_json
 from components.models import DeepAutoencoder
 from components.retrieval import binarize, fit_thresholds, knn, pack_bits, precision_at_k, write_index
+from components.retrieval.compare import baseline_vectors, compare_methods
+from components.retrieval.documents import load_search_index, write_search_index
+from components.retrieval.evaluation import label_matrix
+from components.retrieval.search_eval import compare_search
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")
 MODEL = Path("models/autoencoder.pt")
 OUT = Path("index/codes.npz")
+SEARCH = Path("index/search")
 REPORTS = Path("reports/index")
 
 
@@ -49,13 +70,69 @@ def work(params: IndexParams) -> None:
         curve = precision_at_k(data["test"][1], data["train"][1], neighbours)
         metrics = {f"precision_at_{k}": float(curve[-1]), "n_bits": model.code_size,
                    "n_items": int(sum(len(b) for b in bits.values()))}
+        queries = _queries(params, len(data["test"][1]))
+        metrics |= _compare(card, data, bits, model.code_size, queries)
+        metrics |= _search_index(model, thresholds, card, data, bits, queries, params.k)
         write_json(REPORTS / "metrics.json", metrics)
         write_csv(REPORTS / "precision.csv", [{"k": j, "precision": float(p)} for j, p in enumerate(curve, start=1)])
         mlrun.log_metrics(metrics)
-        mlrun.log_artifact(REPORTS / "precision.csv", "index")
-        mlrun.tag_files("outs", [OUT])
-    print(f"index: {metrics['n_items']} items, {model.code_size}-bit codes -> {OUT}; "
+        for name in ("precision.csv", "pr_curves.csv", "pr_curves.png"):
+            mlrun.log_artifact(REPORTS / name, "index")
+        mlrun.tag_files("outs", [OUT, SEARCH])
+    print(f"index: {metrics['n_items']} items, {model.code_size}-bit codes -> {OUT}, {SEARCH}; "
           f"precision@{k} (test vs train) {metrics[f'precision_at_{k}']:.3f}")
+
+
+def _queries(params: IndexParams, n_test: int) -> np.ndarray:
+    """The test items that query (a seeded sample of index.max_queries; 0: all), ascending."""
+    order = np.random.default_rng(0).permutation(n_test)
+    return np.sort(order[:params.max_queries]) if params.max_queries else np.arange(n_test)
+
+
+def _search_index(model, thresholds, card: dict, data: dict, bits: dict, queries: np.ndarray, k: int) -> dict:
+    """Write index/search over all items; for word counts, the search metrics of the test queries."""
+    labels = {split: data[split][1] for split in SPLITS}
+    if card.get("kind") == "bow":
+        parts = {split: read_bow_split(DATA / f"{split}.parquet") for split in SPLITS}
+        ids = [i for split in SPLITS for i in parts[split][2]]
+        titles = [t for split in SPLITS for t in read_titles(DATA / f"{split}.parquet")]
+        text = {"counts": scipy.sparse.vstack([parts[s][0] for s in SPLITS]).tocsr(),
+                "vocabulary": read_vocabulary(DATA / "train.parquet")}
+    else:
+        ids = [f"{split}/{i}" for split in SPLITS for i in read_ids(DATA, split)]
+        titles, text = [""] * len(ids), {}
+    write_search_index(SEARCH, model=model, thresholds=thresholds,
+                       bits=np.concatenate([bits[s] for s in SPLITS]), ids=ids, titles=titles,
+                       labels=np.concatenate([labels[s] for s in SPLITS]),
+                       splits=np.concatenate([[s] * len(labels[s]) for s in SPLITS]),
+                       meta={"dataset": card["dataset"], "kind": card.get("kind", "images"),
+                             "label_names": card.get("label_names"), "model_md5": file_md5(MODEL)}, **text)
+    if not text:
+        return {}
+    offset = len(labels["train"]) + len(labels["validation"])
+    return compare_search(load_search_index(SEARCH), offset + queries, k, shortlist=100)
+
+
+def _compare(card: dict, data: dict, bits: dict, n_bits: int, queries: np.ndarray) -> dict:
+    """The codes and the baselines on the same queries: precision@100 each, PR curves to reports/."""
+    X_train, y_train = data["train"]
+    X_test, y_test = data["test"]
+    methods = {f"autoencoder, {n_bits} bits": (pack_bits(bits["train"]), pack_bits(bits["test"][queries]), "hamming")}
+    methods |= baseline_vectors(card.get("kind", "images"), X_train, X_test[queries], n_bits)
+    n_labels = card.get("n_labels") or int(max(y_train.max(), y_test.max())) + 1
+    curves = compare_methods(methods, label_matrix(y_test[queries], n_labels), label_matrix(y_train, n_labels))
+    rows = [{"method": name, "cutoff": int(c), "precision": float(p), "recall": float(r)}
+            for name, curve in curves.items() for c, p, r in zip(curve["cutoff"], curve["precision"], curve["recall"])]
+    write_csv(REPORTS / "pr_curves.csv", rows)
+    precision_recall_figure(REPORTS / "pr_curves.png", curves, f"{card['dataset']}: {len(queries)} test queries "
+                            f"against {len(y_train)} training items (relevant: same label)")
+    at = min(100, len(y_train))
+    return {f"precision_at_{at}/{_slug(name)}": float(curve["precision"][list(curve["cutoff"]).index(at)])
+            for name, curve in curves.items()} | {"n_queries": int(len(queries))}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.split(",")[0].split(" (")[0].lower()).strip("_")
 
 
 main = entry("index", __doc__, work)

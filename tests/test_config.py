@@ -30,6 +30,9 @@ def test_params_file_sets_every_key_of_every_section():
     ("pretrain", {"code_units": "gaussian"}, r"pretrain\.code_units is 'gaussian'"),
     ("finetune", {"optimizer": "adamw"}, r"finetune\.optimizer is 'adamw'; did you mean 'adam'\?"),
     ("ingest", {"validation_fraction": 1.5}, r"ingest\.validation_fraction is 1\.5"),
+    ("ingest", {"topics": "R80"}, r"ingest\.topics is 'R80'; did you mean 'R8'\?"),
+    ("ingest", {"rcv1_split": "halves"}, r"ingest\.rcv1_split is 'halves'; choose one of: lyrl2004, random"),
+    ("ingest", {"dataset": "mnist", "remove": ["headers"]}, r"ingest\.remove applies to 20newsgroups only"),
     ("index", {"k": 0}, r"index\.k is 0"),
 ])
 def test_bad_values_name_the_key(section, values, message):

@@ -39,4 +39,4 @@ def test_search_example_is_a_valid_command(capsys, tmp_path, monkeypatch):
         dul([*example, "--help"])
     assert help_exit.value.code == 0
     assert dul(example) == 2
-    assert "index/codes.npz" in capsys.readouterr().err
+    assert example[example.index("--index") + 1] in capsys.readouterr().err

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from components.models import DeepAutoencoder
 from components.retrieval import load_index
+from components.retrieval.documents import load_search_index
 from pipelines import evaluate, finetune, index, ingest, pretrain
 from tests.conftest import write_params
 
@@ -39,14 +40,25 @@ def test_stages_in_order(workdir, ray_instance, capsys):
     metrics = json.loads((workdir / "reports/evaluate/metrics.json").read_text())
     assert metrics["code_size"] == 6 and metrics["n_test"] == 359
     assert 0 < metrics["test_squared_error_pca"] < metrics["test_squared_error_autoencoder"] < 64
-    for figure in ("reconstructions.png", "learning_curves.png", "filters.png"):
+    for figure in ("reconstructions.png", "learning_curves.png", "filters.png", "samples.png", "codes_2d.png"):
         assert (workdir / "reports/evaluate" / figure).read_bytes()[:4] == b"\x89PNG"
+    # the first RBM as a density model: AIS log Z inside its bars, a log-likelihood below 0
+    assert metrics["rbm1_ais_log_z_upper"] >= metrics["rbm1_ais_log_z"]
+    assert metrics["rbm1_test_log_likelihood"] < 0 and metrics["rbm1_test_pseudo_log_likelihood"] < 0
 
     assert run_stage(index, workdir) == 0
     idx = load_index(workdir / "index/codes.npz")
     assert len(idx.labels) == 1797 and idx.n_bits == 6
-    precision = json.loads((workdir / "reports/index/metrics.json").read_text())["precision_at_5"]
+    search = load_search_index(workdir / "index/search")  # images: codes, ids and the encoder, no TF-IDF
+    assert len(search) == 1797 and search.n_bits == 6 and search.tfidf is None and search.ids[0] == "train/0"
+    index_metrics = json.loads((workdir / "reports/index/metrics.json").read_text())
+    precision = index_metrics["precision_at_5"]
     assert 0.1 < precision <= 1.0  # above chance (0.1) even for a 2-epoch model
+    # codes and baselines on the same queries, at the same size
+    assert {"precision_at_100/autoencoder", "precision_at_100/pixels", "precision_at_100/pca_6",
+            "precision_at_100/lsh"} <= set(index_metrics)
+    assert index_metrics["precision_at_100/pixels"] > 0.5  # cosine over raw digits is a strong baseline
+    assert (workdir / "reports/index/pr_curves.png").read_bytes()[:4] == b"\x89PNG"
 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("dul").experiment_id])

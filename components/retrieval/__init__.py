@@ -2,7 +2,10 @@
 
 ``codes`` turns real-valued code layers into balanced bits and finds nearest
 neighbours by Hamming distance; ``index`` stores every item's code in one
-``.npz`` and answers the ``dul search`` command.
+``.npz``; ``hamming`` is the address-table / multi-index search engine;
+``documents`` writes and opens the search folder (codes, ids, titles,
+encoder, TF-IDF rows) and ``engine`` answers ``dul search`` from it: free
+text or a stored item, shortlisted by the codes, re-ranked by TF-IDF.
 """
 
 from components.retrieval.codes import (

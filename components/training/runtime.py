@@ -93,11 +93,13 @@ def fit(
     params: RayParams,
     total_steps: int,
     desc: str,
+    callbacks: tuple = (),
 ) -> dict:
     """Run ``loop`` as a Ray Train job and return the state in its last checkpoint.
 
     ``loop`` reports a checkpoint holding ``STATE_FILE`` every epoch (see
-    ``save_checkpoint``); ``total_steps`` sizes the progress bar.
+    ``save_checkpoint``); ``total_steps`` sizes the progress bar. ``callbacks``
+    are Ray Train ``UserCallback``s, e.g. the sweep's ``TuneReportCallback``.
     """
     scaling = ScalingConfig(
         num_workers=params.num_workers,
@@ -115,6 +117,7 @@ def fit(
                     storage_path=storage_path(),
                     checkpoint_config=CheckpointConfig(num_to_keep=2),
                     failure_config=FailureConfig(max_failures=params.max_failures),
+                    callbacks=list(callbacks),
                 ),
             )
             try:

@@ -1,0 +1,251 @@
+"""The search index folder: everything ``dul search`` needs to answer a query.
+
+Semantic hashing (Salakhutdinov & Hinton 2009) finds a query's neighbours by
+its binary code and re-ranks that shortlist by TF-IDF cosine similarity. The
+index stage writes one self-contained folder (N items, C bits, V words):
+
+    meta.json                   format, kind, dataset, n_bits, n_items, label names, files
+    hash/                       ``hamming.write_hash_index`` of the codes (address table or MIH)
+    thresholds.npy  (C,) float32     the bits are ``encode(x) > thresholds``
+    ids.npy         (N,) <U          document id (``sci.space/61116``; ``test/42`` for images)
+    titles.npy      (N,) <U          title (first line) shown beside a result
+    labels.npy      (N,) int64       label of each item
+    splits.npy      (N,) <U10        train, validation or test
+    encoder.pt                        the DeepAutoencoder checkpoint (``weights_only`` loadable)
+
+and for bag-of-words data (``kind`` "bow") also
+
+    vocabulary.json                   the V words, column j of the counts is word j
+    idf.npy         (V,) float32      smooth IDF of the training documents
+    tfidf.{indptr,indices,data}.npy   each item's L2-normalised TF-IDF row (CSR)
+
+IDF is scikit-learn's smooth IDF, 1 + log((1 + N_train) / (1 + df)), the one
+the TF-IDF baseline uses. Nothing is pickled: arrays load with
+``allow_pickle=False`` (memory-mapped), the encoder with ``weights_only=True``.
+The folder appears whole or not at all; a missing, truncated or mismatched
+file is a DulError that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+import torch
+
+from components.errors import DulError
+from components.io import atomic_path
+from components.models import DeepAutoencoder
+from components.retrieval.hamming import HashIndex, load_hash_index, write_hash_index
+
+SEARCH_FORMAT = "dul-search-index/1"
+TITLE_CHARS = 120
+_FIX = "rebuild it with `dvc repro index`"
+
+
+@dataclass(frozen=True, eq=False)
+class SearchIndex:
+    """A loaded search folder; arrays as in the module docstring (``tfidf`` a CSR matrix)."""
+
+    folder: Path
+    meta: dict
+    hash: HashIndex
+    model: DeepAutoencoder
+    thresholds: np.ndarray
+    ids: np.ndarray
+    titles: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    vocabulary: list[str] | None = None
+    idf: np.ndarray | None = None
+    tfidf: scipy.sparse.csr_matrix | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_bits(self) -> int:
+        return self.hash.n_bits
+
+    @property
+    def is_text(self) -> bool:
+        return self.meta.get("kind") == "bow"
+
+    def label_name(self, label: int) -> str:
+        names = self.meta.get("label_names") or []
+        return str(names[label]) if 0 <= label < len(names) else str(label)
+
+
+def smooth_idf(train_counts) -> np.ndarray:
+    """(N, V) counts -> (V,) float32 IDF, 1 + log((1 + N) / (1 + df)) (scikit-learn's smooth IDF)."""
+    counts = scipy.sparse.csr_matrix(train_counts)
+    df = np.bincount(counts.indices[counts.data > 0], minlength=counts.shape[1])
+    return (1 + np.log((1 + counts.shape[0]) / (1 + df))).astype(np.float32)
+
+
+def tfidf_rows(counts, idf: np.ndarray) -> scipy.sparse.csr_matrix:
+    """(N, V) counts -> (N, V) float32 CSR of counts * idf, each row L2-normalised (zero rows stay 0)."""
+    weighted = scipy.sparse.csr_matrix(counts, dtype=np.float32).multiply(idf[None, :]).tocsr()
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    weighted = scipy.sparse.diags(1 / np.where(norms > 0, norms, 1)) @ weighted
+    weighted = scipy.sparse.csr_matrix(weighted, dtype=np.float32)
+    weighted.sort_indices()
+    return weighted
+
+
+def write_search_index(folder, *, model: DeepAutoencoder, thresholds, bits, ids, titles, labels, splits,
+                       meta: dict, counts=None, vocabulary=None) -> dict:
+    """Write the search folder atomically; returns the hash index's stats.
+
+    ``bits`` (N, C) bool are the items' codes; ``counts`` (N, V) and
+    ``vocabulary`` are given for bag-of-words data (``meta["kind"] == "bow"``),
+    the IDF being fitted on the rows whose split is "train".
+    """
+    bits = np.asarray(bits, dtype=bool)
+    n_items = len(bits)
+    arrays = {"thresholds": np.asarray(thresholds, np.float32), "ids": np.asarray([str(i) for i in ids]),
+              "titles": np.asarray([_title(t) for t in titles]), "labels": np.asarray(labels, np.int64),
+              "splits": np.asarray(splits, "<U10")}
+    for name in ("ids", "titles", "labels", "splits"):
+        if arrays[name].shape != (n_items,):
+            raise ValueError(f"{name} must be ({n_items},), got {arrays[name].shape}")
+    if arrays["thresholds"].shape != (model.code_size,) or bits.shape[1] != model.code_size:
+        raise ValueError(f"bits {bits.shape} and thresholds {arrays['thresholds'].shape} do not match the "
+                         f"{model.code_size}-bit encoder")
+    if counts is not None:
+        counts = scipy.sparse.csr_matrix(counts)
+        if counts.shape != (n_items, len(vocabulary)) or model.sizes[0] != len(vocabulary):
+            raise ValueError(f"counts {counts.shape}, {len(vocabulary)} words and a {model.sizes[0]}-input encoder")
+        idf = smooth_idf(counts[arrays["splits"] == "train"])
+        rows = tfidf_rows(counts, idf)
+        arrays |= {"idf": idf, "tfidf.indptr": rows.indptr.astype(np.int64),
+                   "tfidf.indices": rows.indices.astype(np.int32), "tfidf.data": rows.data}
+    files = {f"{name}.npy": {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
+    record = {**meta, "format": SEARCH_FORMAT, "n_bits": model.code_size, "n_items": n_items,
+              "vocabulary_size": None if vocabulary is None else len(vocabulary), "files": files}
+    with atomic_path(folder, is_dir=True) as tmp:
+        stats = write_hash_index(tmp / "hash", bits)
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        if vocabulary is not None:
+            (tmp / "vocabulary.json").write_text(json.dumps(list(vocabulary)) + "\n")
+        torch.save(model.to_checkpoint(), tmp / "encoder.pt")
+        (tmp / "meta.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return stats
+
+
+def _title(text) -> str:
+    """The first non-empty line, at most TITLE_CHARS characters."""
+    line = next((line.strip() for line in str(text or "").splitlines() if line.strip()), "")
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+def load_search_index(folder) -> SearchIndex:
+    """Open the folder written by ``write_search_index``, checking every file (DulError)."""
+    folder = Path(folder)
+    meta = _read_meta(folder)
+    arrays = {name[: -len(".npy")]: _open(folder, name, spec) for name, spec in meta["files"].items()}
+    for name in ("thresholds", "ids", "titles", "labels", "splits"):
+        if name not in arrays:
+            raise DulError(f"{folder}/meta.json does not list {name}.npy: the index is incomplete; {_FIX}")
+    hash_index = load_hash_index(folder / "hash")
+    model = _load_encoder(folder / "encoder.pt")
+    vocabulary = _read_vocabulary(folder, meta) if meta.get("kind") == "bow" else None
+    tfidf = None
+    if vocabulary is not None:
+        tfidf = _tfidf(folder, arrays, meta["n_items"], len(vocabulary))
+    index = SearchIndex(folder, meta, hash_index, model, arrays["thresholds"], arrays["ids"], arrays["titles"],
+                        arrays["labels"], arrays["splits"], vocabulary, arrays.get("idf"), tfidf)
+    _check(index)
+    return index
+
+
+def _read_meta(folder: Path) -> dict:
+    path = folder / "meta.json"
+    if not folder.is_dir():
+        raise DulError(f"search index {folder} does not exist: build it with `dvc repro index`")
+    if not path.is_file():
+        raise DulError(f"{path} is missing: {folder} is not a complete search index; {_FIX}")
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DulError(f"{path} is unreadable or truncated ({error}): {_FIX}") from error
+    if not isinstance(meta, dict) or meta.get("format") != SEARCH_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise DulError(f"{path} has format {found!r}, this dul reads {SEARCH_FORMAT!r}: {_FIX}")
+    for key in ("n_bits", "n_items"):
+        if not isinstance(meta.get(key), int) or meta[key] < 1:
+            raise DulError(f"{path} has {key} {meta.get(key)!r}, not a positive int: {_FIX}")
+    if not isinstance(meta.get("files"), dict):
+        raise DulError(f"{path} does not list the index's files: {_FIX}")
+    return meta
+
+
+def _open(folder: Path, name: str, spec: dict) -> np.ndarray:
+    """Memory-map one array, checking the shape and type meta.json gives it."""
+    path = folder / name
+    if not path.is_file():
+        raise DulError(f"{path} is missing: the index is incomplete; {_FIX}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DulError(f"{path} is truncated or damaged ({error}): {_FIX}") from error
+    if list(array.shape) != spec.get("shape") or array.dtype.str != spec.get("dtype"):
+        raise DulError(f"{path} is {array.dtype.str} {list(array.shape)} but meta.json says "
+                       f"{spec.get('dtype')} {spec.get('shape')}: truncated or from another build; {_FIX}")
+    return array
+
+
+def _load_encoder(path: Path) -> DeepAutoencoder:
+    if not path.is_file():
+        raise DulError(f"{path} is missing: the index has no encoder to encode queries with; {_FIX}")
+    try:
+        return DeepAutoencoder.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DulError(f"{path} is truncated or not a DeepAutoencoder checkpoint ({reason}): {_FIX}") from error
+
+
+def _read_vocabulary(folder: Path, meta: dict) -> list[str]:
+    path = folder / "vocabulary.json"
+    if not path.is_file():
+        raise DulError(f"{path} is missing: the index is incomplete; {_FIX}")
+    try:
+        vocabulary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DulError(f"{path} is unreadable or truncated ({error}): {_FIX}") from error
+    if not isinstance(vocabulary, list) or len(vocabulary) != meta.get("vocabulary_size"):
+        raise DulError(f"{path} does not hold the {meta.get('vocabulary_size')} words meta.json says: {_FIX}")
+    return vocabulary
+
+
+def _tfidf(folder: Path, arrays: dict, n_items: int, n_words: int) -> scipy.sparse.csr_matrix:
+    parts = [arrays.get(name) for name in ("tfidf.data", "tfidf.indices", "tfidf.indptr")]
+    data, indices, indptr = parts
+    if any(p is None for p in parts) or arrays.get("idf") is None or indptr.shape != (n_items + 1,) \
+            or int(indptr[-1]) != len(data) or len(indices) != len(data) or arrays["idf"].shape != (n_words,):
+        raise DulError(f"{folder}/tfidf.*.npy and idf.npy do not fit {n_items} items of {n_words} words: {_FIX}")
+    return scipy.sparse.csr_matrix((data, indices, indptr), shape=(n_items, n_words))
+
+
+def _check(index: SearchIndex) -> None:
+    """Every part agrees on N, C and V, and the encoder is the one the codes came from."""
+    folder, n_items, n_bits = index.folder, len(index.ids), index.meta["n_bits"]
+    if index.hash.n_bits != n_bits or len(index.hash) != n_items or index.meta["n_items"] != n_items:
+        raise DulError(f"{folder}/hash holds {len(index.hash)} {index.hash.n_bits}-bit codes but meta.json "
+                       f"says {index.meta['n_items']} {n_bits}-bit: {_FIX}")
+    for name in ("titles", "labels", "splits"):
+        if getattr(index, name).shape != (n_items,):
+            raise DulError(f"{folder}/{name}.npy does not have one entry per item ({n_items}): {_FIX}")
+    if index.thresholds.shape != (n_bits,):
+        raise DulError(f"{folder}/thresholds.npy has {index.thresholds.shape} entries, not {n_bits}: {_FIX}")
+    if index.model.code_size != n_bits:
+        raise DulError(f"{folder}/encoder.pt makes {index.model.code_size}-bit codes but the index holds "
+                       f"{n_bits}-bit codes (built with another model): {_FIX}")
+    if index.vocabulary is not None and index.model.sizes[0] != len(index.vocabulary):
+        raise DulError(f"{folder}/encoder.pt reads {index.model.sizes[0]} words but the index's vocabulary has "
+                       f"{len(index.vocabulary)} (built with another vocabulary): {_FIX}")

@@ -1,0 +1,181 @@
+"""Search a ``documents`` index: free text or a stored item, then TF-IDF re-ranking.
+
+The paper's two-step search (Salakhutdinov & Hinton 2009, section 4): the
+query is encoded and binarised with the stored thresholds, its semantic
+address is probed for everything within Hamming radius r (default 2, codes
+of up to 32 bits) or, for longer codes, the ``10 k`` nearest codes are found
+by multi-index hashing; that shortlist is then re-ranked by the cosine
+similarity of its TF-IDF vectors with the query's, for bag-of-words data.
+A ball with fewer than k hits is extended by the nearest codes outside it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from components.data.text import count_vectors, tokenize
+from components.errors import DulError
+from components.retrieval.address import MAX_KEY_BITS
+from components.retrieval.codes import binarize
+from components.retrieval.documents import SearchIndex, tfidf_rows
+from components.retrieval.hamming import hash_ball, hash_knn
+
+DEFAULT_RADIUS = 2
+
+
+@dataclass
+class SearchResult:
+    """``hits``: one dict per result (rank, row, id, title, split, label, distance, score)."""
+
+    query: str
+    hits: list[dict]
+    seconds: float
+    shortlist: int
+    method: str
+    words: list[str] = field(default_factory=list)
+
+
+def search_text(index: SearchIndex, text: str, k: int = 10, radius: int | None = None, *,
+                rerank: bool = True, shortlist: int | None = None) -> SearchResult:
+    """The k documents nearest to free ``text``: its codes' shortlist, re-ranked by TF-IDF cosine."""
+    if not index.is_text:
+        raise DulError(f"{index.folder} holds {index.meta.get('dataset', 'image')} images, not documents: "
+                       f"search it by item with --doc ID or --item N")
+    if not str(text).strip():
+        raise DulError('the query is empty: give some words, e.g. dul search --index index/search "space shuttle"')
+    start = time.perf_counter()
+    tokens = tokenize(text)
+    if not tokens:
+        raise DulError(f"the query {text!r} has no searchable words (only stop words, digits or punctuation); "
+                       f"try other words")
+    counts = count_vectors([tokens], index.vocabulary)
+    if counts.nnz == 0:
+        raise DulError(f"none of the query's words are in the {len(index.vocabulary)}-word vocabulary; "
+                       f"try other words")
+    _check_k(k)
+    with torch.no_grad():
+        code = index.model.encode(torch.from_numpy(counts.toarray().astype(np.float32))).numpy()
+    bits = binarize(code, index.thresholds)
+    known = [index.vocabulary[j] for j in counts.indices]
+    query_tfidf = tfidf_rows(counts, np.asarray(index.idf)) if rerank else None
+    result = _search(index, bits, k, radius, query_tfidf, shortlist, exclude=-1, start=start)
+    result.query, result.words = text, known
+    return result
+
+
+def search_item(index: SearchIndex, item, k: int = 10, radius: int | None = None, *,
+                rerank: bool = True, shortlist: int | None = None) -> SearchResult:
+    """The k items nearest to a stored item (a string id or a row number), itself left out."""
+    row = resolve_item(index, item)
+    _check_k(k)
+    start = time.perf_counter()
+    bits = np.array(index.hash.words[row : row + 1], dtype=np.uint64)  # (1, W) words: the stored code
+    query_tfidf = index.tfidf[row] if rerank and index.tfidf is not None else None
+    result = _search(index, bits, k, radius, query_tfidf, shortlist, exclude=row, start=start)
+    result.query = f"{index.ids[row]} (row {row}, {index.splits[row]}, {index.label_name(int(index.labels[row]))})"
+    return result
+
+
+def resolve_item(index: SearchIndex, item) -> int:
+    """A row from a row number or a document id; an unknown id suggests close ones (DulError)."""
+    n_items = len(index)
+    if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+        if not 0 <= item < n_items:
+            raise DulError(f"item {item} is not in the index: choose a row from 0 to {n_items - 1}")
+        return int(item)
+    rows = np.flatnonzero(np.asarray(index.ids) == str(item))
+    if len(rows):
+        return int(rows[0])
+    close = difflib.get_close_matches(str(item), [str(i) for i in index.ids], n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else f"ids look like {index.ids[0]}"
+    raise DulError(f"no document has id {item!r} in {index.folder}: {hint}")
+
+
+def _check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DulError(f"k = {k!r} is not valid: choose k >= 1")
+
+
+def _search(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None, query_tfidf, shortlist: int | None,
+            *, exclude: int, start: float) -> SearchResult:
+    """Shortlist by the codes, re-rank by TF-IDF cosine if ``query_tfidf`` is given, take k."""
+    k = min(int(k), len(index) - (exclude >= 0))
+    rows, distances, method = candidates(index, bits, k, radius, shortlist, exclude)
+    scores = None
+    if query_tfidf is not None and len(rows):
+        scores = np.asarray((index.tfidf[rows] @ query_tfidf.T).todense()).ravel()
+        order = np.lexsort((rows, distances, -scores))  # best cosine; ties: nearer code, lower row
+        rows, distances, scores = rows[order], distances[order], scores[order]
+        method += ", re-ranked by TF-IDF cosine"
+    seconds = time.perf_counter() - start
+    hits = [{"rank": rank, "row": int(row), "id": str(index.ids[row]), "title": str(index.titles[row]),
+             "split": str(index.splits[row]), "label": index.label_name(int(index.labels[row])),
+             "distance": int(distance), "score": None if scores is None else float(scores[rank - 1])}
+            for rank, (row, distance) in enumerate(zip(rows[:k], distances[:k]), start=1)]
+    return SearchResult("", hits, seconds, len(rows), method)
+
+
+def candidates(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None, shortlist: int | None,
+               exclude: int = -1) -> tuple[np.ndarray, np.ndarray, str]:
+    """The shortlist for one query's (1, C) bits or (1, W) words: rows (S,), distances (S,), nearest first.
+
+    With an address table (C <= 32): every item within ``radius`` (default
+    2), extended by the nearest items outside it while there are fewer than k.
+    Otherwise the ``shortlist`` (default 10 k) nearest codes. ``exclude`` (a
+    row, or -1) is left out.
+    """
+    use_ball = index.hash.address is not None
+    if radius is not None and not use_ball:
+        raise DulError(f"--radius needs codes of up to {MAX_KEY_BITS} bits (this index holds {index.n_bits}): "
+                       f"leave --radius out to search by k nearest codes")
+    if use_ball:
+        radius = DEFAULT_RADIUS if radius is None else radius
+        _, rows, distances = hash_ball(index.hash, bits, min(radius, index.n_bits))
+        rows, distances = _without(rows, distances.astype(np.int64), exclude)
+        method = f"{len(rows)} within Hamming radius {radius}"
+        if len(rows) < k:
+            more, more_d = _nearest(index, bits, k + len(rows), exclude)
+            fresh = ~np.isin(more, rows)
+            rows, distances = np.concatenate([rows, more[fresh]]), np.concatenate([distances, more_d[fresh]])
+            method += f" + {int(fresh.sum())} nearest outside it"
+        return rows, distances, method
+    size = 10 * k if shortlist is None else max(int(shortlist), k)
+    rows, distances = _nearest(index, bits, size, exclude)
+    return rows, distances, f"{len(rows)} nearest codes"
+
+
+def _nearest(index: SearchIndex, bits: np.ndarray, count: int, exclude: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, distances = hash_knn(index.hash, bits, count + (exclude >= 0))
+    return _without(rows[0], distances[0].astype(np.int64), exclude)
+
+
+def _without(rows: np.ndarray, distances: np.ndarray, exclude: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = rows != exclude
+    return rows[keep].astype(np.int64), distances[keep]
+
+
+def format_result(index: SearchIndex, result: SearchResult) -> str:
+    """A readable table: the query, one row per hit, and the time taken."""
+    header = f"query: {result.query!r}" if result.words else f"query: {result.query}"
+    if result.words:
+        header += f" -> words {', '.join(result.words[:8])}{' ...' if len(result.words) > 8 else ''}"
+    header += f"\n{index.n_bits}-bit codes, {len(index)} items; shortlist: {result.method}"
+    table = [("rank", "dist", "score", "label", "id", "title")]
+    table += [(str(h["rank"]), str(h["distance"]), "-" if h["score"] is None else f"{h['score']:.3f}",
+               h["label"], h["id"], _short(h["title"], 60)) for h in result.hits]
+    if not any(h["title"] for h in result.hits):  # images: no titles
+        table = [row[:-1] for row in table]
+    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
+    lines = ["  ".join(v.rjust(w) if c < 3 else v.ljust(w) for c, (v, w) in enumerate(zip(row, widths))).rstrip()
+             for row in table]
+    footer = f"{len(result.hits)} results in {result.seconds * 1e3:.1f} ms"
+    return "\n".join([header, *lines, footer])
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

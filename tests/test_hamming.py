@@ -146,7 +146,7 @@ def test_truncated_array_is_a_dul_error_naming_it(saved):
 def test_wrong_shape_for_meta_is_a_dul_error(saved):
     folder = saved[0]
     np.save(folder / "words.npy", np.zeros((1999, 1), np.uint64))
-    with pytest.raises(DulError, match=r"words\.npy.*another version"):
+    with pytest.raises(DulError, match=r"words\.npy.*another build"):
         load_hash_index(folder)
 
 

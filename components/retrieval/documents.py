@@ -40,6 +40,7 @@ import torch
 from components.errors import DulError
 from components.io import atomic_path
 from components.models import DeepAutoencoder
+from components.retrieval.folder import open_arrays, read_meta
 from components.retrieval.hamming import HashIndex, load_hash_index, write_hash_index
 
 SEARCH_FORMAT = "dul-search-index/1"
@@ -147,8 +148,8 @@ def _title(text) -> str:
 def load_search_index(folder) -> SearchIndex:
     """Open the folder written by ``write_search_index``, checking every file (DulError)."""
     folder = Path(folder)
-    meta = _read_meta(folder)
-    arrays = {name[: -len(".npy")]: _open(folder, name, spec) for name, spec in meta["files"].items()}
+    meta = read_meta(folder, SEARCH_FORMAT, "search index")
+    arrays = open_arrays(folder, meta)
     for name in ("thresholds", "ids", "titles", "labels", "splits"):
         if name not in arrays:
             raise DulError(f"{folder}/meta.json does not list {name}.npy: the index is incomplete; {_FIX}")
@@ -162,42 +163,6 @@ def load_search_index(folder) -> SearchIndex:
                         arrays["labels"], arrays["splits"], vocabulary, arrays.get("idf"), tfidf)
     _check(index)
     return index
-
-
-def _read_meta(folder: Path) -> dict:
-    path = folder / "meta.json"
-    if not folder.is_dir():
-        raise DulError(f"search index {folder} does not exist: build it with `dvc repro index`")
-    if not path.is_file():
-        raise DulError(f"{path} is missing: {folder} is not a complete search index; {_FIX}")
-    try:
-        meta = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DulError(f"{path} is unreadable or truncated ({error}): {_FIX}") from error
-    if not isinstance(meta, dict) or meta.get("format") != SEARCH_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise DulError(f"{path} has format {found!r}, this dul reads {SEARCH_FORMAT!r}: {_FIX}")
-    for key in ("n_bits", "n_items"):
-        if not isinstance(meta.get(key), int) or meta[key] < 1:
-            raise DulError(f"{path} has {key} {meta.get(key)!r}, not a positive int: {_FIX}")
-    if not isinstance(meta.get("files"), dict):
-        raise DulError(f"{path} does not list the index's files: {_FIX}")
-    return meta
-
-
-def _open(folder: Path, name: str, spec: dict) -> np.ndarray:
-    """Memory-map one array, checking the shape and type meta.json gives it."""
-    path = folder / name
-    if not path.is_file():
-        raise DulError(f"{path} is missing: the index is incomplete; {_FIX}")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise DulError(f"{path} is truncated or damaged ({error}): {_FIX}") from error
-    if list(array.shape) != spec.get("shape") or array.dtype.str != spec.get("dtype"):
-        raise DulError(f"{path} is {array.dtype.str} {list(array.shape)} but meta.json says "
-                       f"{spec.get('dtype')} {spec.get('shape')}: truncated or from another build; {_FIX}")
-    return array
 
 
 def _load_encoder(path: Path) -> DeepAutoencoder:

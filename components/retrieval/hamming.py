@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from components.retrieval.address import (
     id_dtype,
 )
 from components.retrieval.codes import pack_words, words_from_packed
+from components.retrieval.folder import open_arrays, read_meta
 from components.retrieval.mih import MAX_BITS, MultiIndex, build_multi_index, mih_knn
 
 HASH_FORMAT = "dul-hash-index/1"
@@ -177,8 +177,8 @@ def _table_arrays(prefix: str, table: AddressTable) -> dict[str, np.ndarray]:
 def load_hash_index(folder) -> HashIndex:
     """Memory-map the index in ``folder``, checking every array against meta.json (DulError)."""
     folder = Path(folder)
-    meta = _read_meta(folder)
-    arrays = {name[: -len(".npy")]: _open(folder, name, spec) for name, spec in meta["files"].items()}
+    meta = read_meta(folder, HASH_FORMAT, "hash index")
+    arrays = open_arrays(folder, meta)
     words = arrays.get("words")
     if words is None or words.shape != (meta["n_items"], math.ceil(meta["n_bits"] / 64)):
         raise DulError(f"{folder}/words.npy is missing or the wrong shape for meta.json: {_FIX}")
@@ -191,40 +191,6 @@ def load_hash_index(folder) -> HashIndex:
         parts = tuple(_table(folder, arrays, f"mih{i}", w, len(words)) for i, w in enumerate(widths))
         mih = MultiIndex(meta["n_bits"], starts, widths, parts)
     return HashIndex(meta["n_bits"], words, address, mih, meta)
-
-
-def _read_meta(folder: Path) -> dict:
-    path = folder / "meta.json"
-    if not path.is_file():
-        raise DulError(f"{path} does not exist: {folder} is not a hash index; {_FIX}")
-    try:
-        meta = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DulError(f"{path} is unreadable ({error}): {_FIX}") from error
-    if not isinstance(meta, dict) or meta.get("format") != HASH_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise DulError(f"{path} has format {found!r}, this dul reads {HASH_FORMAT!r}: {_FIX}")
-    for key in ("n_bits", "n_items"):
-        if not isinstance(meta.get(key), int) or meta[key] < 1:
-            raise DulError(f"{path} has {key} {meta.get(key)!r}, not a positive int: {_FIX}")
-    if not isinstance(meta.get("files"), dict):
-        raise DulError(f"{path} does not list the index's files: {_FIX}")
-    return meta
-
-
-def _open(folder: Path, name: str, spec: dict) -> np.ndarray:
-    """Memory-map one array and check it is the shape and type meta.json says."""
-    path = folder / name
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise DulError(f"{path} is truncated or from another version ({error}): {_FIX}") from error
-    if list(array.shape) != spec.get("shape") or array.dtype.str != spec.get("dtype"):
-        raise DulError(
-            f"{path} is {array.dtype.str} {list(array.shape)} but meta.json says "
-            f"{spec.get('dtype')} {spec.get('shape')}: truncated or from another version; {_FIX}"
-        )
-    return array
 
 
 def _table(folder: Path, arrays: dict, prefix: str, n_bits: int, n_items: int) -> AddressTable:
@@ -241,7 +207,7 @@ def _table(folder: Path, arrays: dict, prefix: str, n_bits: int, n_items: int) -
 def index_stats(folder) -> dict:
     """Items, bits, bytes on disk, bytes per item and build seconds of the index in ``folder``."""
     folder = Path(folder)
-    meta = _read_meta(folder)
+    meta = read_meta(folder, HASH_FORMAT, "hash index")
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     return {"n_items": meta["n_items"], "n_bits": meta["n_bits"], "bytes": size,
             "bytes_per_item": size / meta["n_items"], "build_seconds": meta.get("build_seconds"),

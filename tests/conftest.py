@@ -55,3 +55,14 @@ def write_params(folder: Path, overrides: dict | None = None) -> Path:
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Many small tensor ops: one torch thread is faster, and much faster on a busy machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -21,13 +21,7 @@ from components.models import BernoulliRBM
 AIS_TOLERANCE = 0.05  # nats; over seeds the runs here land within about 0.002 of the exact value
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """AIS is many small ops: one thread is faster, and much faster on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def all_binary(n: int) -> torch.Tensor:

@@ -7,14 +7,7 @@ from components.errors import DulError
 from components.models.autoencoder import DeepAutoencoder
 from components.models.autoencoder_layer import AutoencoderLayer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small ops: one thread is faster, and much faster on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def prototypes_with_flips(n: int, seed: int = 0) -> torch.Tensor:

@@ -14,14 +14,7 @@ from components.models.rbm import BernoulliRBM
 from components.models.rbm_gaussian import GaussianBernoulliRBM
 from components.models.rbm_linear import BernoulliLinearRBM
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small ops: one thread is faster, and much faster on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def all_binary(n: int) -> torch.Tensor:

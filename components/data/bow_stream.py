@@ -45,6 +45,7 @@ from components.data.text import (
     _list_column,
     _vocabulary_size,
     build_vocabulary,
+    counts_matrix,
 )
 from components.errors import DulError
 from components.io import atomic_path
@@ -194,18 +195,7 @@ def iter_bow_batches(
 
 
 def _counts(table: pa.Table, n_words: int, path) -> scipy.sparse.csr_matrix:
-    indptr, indices = _list_column(table, "indices", path)
-    count_indptr, values = _list_column(table, "counts", path)
-    if not np.array_equal(indptr, count_indptr):
-        raise DulError(f"{path}: rows of 'indices' and 'counts' differ in length; write the split again")
-    if values.size and values.min() < 0:
-        raise DulError(f"{path}: negative counts (min {values.min()}); write the split again")
-    if indices.size and (indices.min() < 0 or indices.max() >= n_words):
-        raise DulError(f"{path}: word indices outside [0, {n_words}) (max {indices.max()}); write the split again")
-    matrix = scipy.sparse.csr_matrix((values.astype(np.float32), indices, indptr), shape=(table.num_rows, n_words))
-    if not matrix.has_canonical_format:
-        raise DulError(f"{path}: a row's word indices are not ascending and unique; write the split again")
-    return matrix
+    return counts_matrix(table, n_words, path).astype(np.float32)
 
 
 def _labels(table: pa.Table, n_labels: int, path, multi_label: bool) -> np.ndarray:

@@ -154,6 +154,17 @@ def read_bow_split(path: str | os.PathLike) -> tuple[scipy.sparse.csr_matrix, np
     """
     table = _read(path, ["id", "label", "indices", "counts"])
     n_words = _vocabulary_size(table.schema.metadata or {}, path)
+    counts = counts_matrix(table, n_words, path)
+    label = table.column("label")
+    if not pa.types.is_integer(label.type) or label.null_count:
+        raise DulError(f"{path}: column 'label' is {label.type} with {label.null_count} nulls; write the split again")
+    ids = table.column("id").to_pylist()
+    return counts, label.to_numpy().astype(np.int64, copy=False), ids
+
+
+def counts_matrix(table: pa.Table, n_words: int, path) -> scipy.sparse.csr_matrix:
+    """The ``indices``/``counts`` columns of ``table`` as a checked CSR int32 (rows, n_words):
+    whole non-negative counts below 2**31, indices in range, ascending and unique per row."""
     indptr, indices = _list_column(table, "indices", path)
     count_indptr, values = _list_column(table, "counts", path)
     if not np.array_equal(indptr, count_indptr):
@@ -163,16 +174,12 @@ def read_bow_split(path: str | os.PathLike) -> tuple[scipy.sparse.csr_matrix, np
     if values.size and values.max() > _INT32_MAX:
         raise DulError(f"{path}: counts over 2**31 - 1 (max {values.max()}); write the split again")
     if indices.size and (indices.min() < 0 or indices.max() >= n_words):
-        raise DulError(f"{path}: word indices outside [0, {n_words}); write the split again")
+        raise DulError(f"{path}: word indices outside [0, {n_words}) (max {indices.max()}); write the split again")
     shape = (table.num_rows, n_words)
     counts = scipy.sparse.csr_matrix((values.astype(np.int32), indices.astype(np.int32), indptr), shape=shape)
     if not counts.has_canonical_format:
         raise DulError(f"{path}: a row's word indices are not ascending and unique; write the split again")
-    label = table.column("label")
-    if not pa.types.is_integer(label.type) or label.null_count:
-        raise DulError(f"{path}: column 'label' is {label.type} with {label.null_count} nulls; write the split again")
-    ids = table.column("id").to_pylist()
-    return counts, label.to_numpy().astype(np.int64, copy=False), ids
+    return counts
 
 
 def read_vocabulary(path: str | os.PathLike) -> list[str]:

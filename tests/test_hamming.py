@@ -118,6 +118,15 @@ def saved(tmp_path):
     return tmp_path / "index", bits, stats
 
 
+def test_the_same_codes_write_byte_identical_files(saved, tmp_path):
+    """No timings or other run-dependent values on disk: dvc repro gives the same index anywhere."""
+    folder, bits, _ = saved
+    write_hash_index(tmp_path / "again", bits, substrings=2, meta={"dataset": "toy"})
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "again").iterdir())
+    assert all((folder / n).read_bytes() == (tmp_path / "again" / n).read_bytes() for n in names)
+
+
 def test_round_trip_memory_maps_and_answers_the_same(saved):
     folder, bits, stats = saved
     index = load_hash_index(folder)

@@ -144,7 +144,7 @@ def write_hash_index(folder, codes_bits, *, address=None, substrings=None, meta=
         raise DulError("cannot build a hash index over 0 items: encode at least one document first")
     index = build_hash_index(pack_words(bits), bits.shape[1], address=address, substrings=substrings)
     save_hash_index(folder, index, meta=meta)
-    return index_stats(folder)
+    return index_stats(folder) | {"build_seconds": index.meta["build_seconds"]}
 
 
 def save_hash_index(folder, index: HashIndex, *, meta=None) -> None:
@@ -159,7 +159,9 @@ def save_hash_index(folder, index: HashIndex, *, meta=None) -> None:
             arrays.update(_table_arrays(f"mih{i}", table))
         tables["mih"] = {"starts": list(index.mih.starts), "widths": list(index.mih.widths)}
     files = {f"{name}.npy": {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}
-    record = {**index.meta, **(meta or {}), "format": HASH_FORMAT, "n_bits": index.n_bits,
+    # no timings on disk: the same codes must give byte-identical files (dvc repro anywhere)
+    kept = {key: value for key, value in index.meta.items() if key != "build_seconds"}
+    record = {**kept, **(meta or {}), "format": HASH_FORMAT, "n_bits": index.n_bits,
               "n_items": len(index), "tables": tables, "files": files}
     with atomic_path(folder, is_dir=True) as tmp:
         for name, array in arrays.items():
@@ -205,12 +207,13 @@ def _table(folder: Path, arrays: dict, prefix: str, n_bits: int, n_items: int) -
 
 
 def index_stats(folder) -> dict:
-    """Items, bits, bytes on disk, bytes per item and build seconds of the index in ``folder``."""
+    """Items, bits, bytes on disk and bytes per item of the index in ``folder``
+    (``write_hash_index`` adds the build seconds, which are not stored)."""
     folder = Path(folder)
     meta = read_meta(folder, HASH_FORMAT, "hash index")
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     return {"n_items": meta["n_items"], "n_bits": meta["n_bits"], "bytes": size,
-            "bytes_per_item": size / meta["n_items"], "build_seconds": meta.get("build_seconds"),
+            "bytes_per_item": size / meta["n_items"],
             "tables": sorted(meta.get("tables", {}))}
 
 

@@ -40,7 +40,7 @@ import torch
 from components.errors import DulError
 from components.io import atomic_path
 from components.models import DeepAutoencoder
-from components.retrieval.folder import open_arrays, read_meta
+from components.retrieval.folder import open_arrays, read_json, read_meta
 from components.retrieval.hamming import HashIndex, load_hash_index, write_hash_index
 
 SEARCH_FORMAT = "dul-search-index/1"
@@ -177,12 +177,7 @@ def _load_encoder(path: Path) -> DeepAutoencoder:
 
 def _read_vocabulary(folder: Path, meta: dict) -> list[str]:
     path = folder / "vocabulary.json"
-    if not path.is_file():
-        raise DulError(f"{path} is missing: the index is incomplete; {_FIX}")
-    try:
-        vocabulary = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DulError(f"{path} is unreadable or truncated ({error}): {_FIX}") from error
+    vocabulary = read_json(path)
     if not isinstance(vocabulary, list) or len(vocabulary) != meta.get("vocabulary_size"):
         raise DulError(f"{path} does not hold the {meta.get('vocabulary_size')} words meta.json says: {_FIX}")
     return vocabulary

@@ -18,17 +18,22 @@ from components.errors import DulError
 FIX = "rebuild it with `dvc repro index`"
 
 
+def read_json(path: Path):
+    """A JSON file of an index folder; missing or unreadable is a DulError naming it."""
+    if not path.is_file():
+        raise DulError(f"{path} is missing: the index is incomplete; {FIX}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DulError(f"{path} is unreadable or truncated ({error}): {FIX}") from error
+
+
 def read_meta(folder: Path, fmt: str, what: str) -> dict:
     """``folder/meta.json``, checked: format ``fmt``, positive n_bits and n_items, a file list."""
     path = folder / "meta.json"
     if not folder.is_dir():
         raise DulError(f"{what} {folder} does not exist: build it with `dvc repro index`")
-    if not path.is_file():
-        raise DulError(f"{path} is missing: {folder} is not a complete {what}; {FIX}")
-    try:
-        meta = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DulError(f"{path} is unreadable or truncated ({error}): {FIX}") from error
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise DulError(f"{path} has format {found!r}, this dul reads {fmt!r}: {FIX}")

@@ -33,7 +33,7 @@ from components.data.text import (
     tokenize,
 )
 from components.errors import DulError
-from components.io import file_sha256
+from components.io import file_md5, file_sha256
 from tests.test_cifar import CIFAR10_NAMES, cifar10_members, cifar100_members, tar_gz
 from tests.test_rcv1 import TOPICS, mini_documents, write_mini
 from tests.test_reuters import DOCS, sgm
@@ -42,8 +42,9 @@ from tests.test_reuters import tar_gz as reuters_tar_gz
 FILES = ("card.json", *(f"{split}.parquet" for split in SPLITS))
 
 
-def _pin(monkeypatch, dataset: str, name: str, sha256: str | None) -> None:
-    monkeypatch.setitem(sources.FILE_PINS, dataset, {**sources.FILE_PINS[dataset], name: sources.FilePin("x", sha256)})
+def _pin(monkeypatch, dataset: str, name: str, sha256: str | None, md5: str | None = None) -> None:
+    pins = {**sources.FILE_PINS[dataset], name: sources.FilePin("x", sha256, md5)}
+    monkeypatch.setitem(sources.FILE_PINS, dataset, pins)
 
 
 def _same_bytes(a, b) -> bool:
@@ -193,6 +194,19 @@ def test_reuters_rerun_is_byte_identical_and_the_holdout_follows_the_seed(reuter
     assert len(held_out) > 1 and {len(ids) for ids in held_out} == {2}
 
 
+def test_an_md5_pin_is_checked_where_no_sha256_is_known(reuters_src, tmp_path, monkeypatch):
+    """Reuters-21578's archive is pinned by its published md5 only."""
+    assert sources.FILE_PINS["reuters21578"]["reuters21578.tar.gz"].md5 == "a22faadd7dde0dfdd784e60087209aa6"
+    archive = reuters_tar_gz(reuters_src, tmp_path / "reuters21578.tar.gz")
+    _pin(monkeypatch, "reuters21578", archive.name, None, file_md5(archive))
+    card = ingest("reuters21578", tmp_path / "data", source=str(archive), validation_fraction=0.0)
+    assert card["files"][0]["verified"] is True
+    _pin(monkeypatch, "reuters21578", archive.name, None, "0" * 32)
+    with pytest.raises(DulError, match=r"reuters21578\.tar\.gz: checksum mismatch: expected md5 0{32}, got [0-9a-f]{32}"):
+        ingest("reuters21578", tmp_path / "data2", source=str(archive), validation_fraction=0.0)
+    assert not (tmp_path / "data2").exists()
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"pin": "0" * 64}, r"reuters21578\.tar\.gz: checksum mismatch: expected sha256 0{64}"),
     ({"remove": ("headers",)}, r"ingest\.remove is \['headers'\] but it applies to 20newsgroups only"),
@@ -215,6 +229,7 @@ def rcv1_src(tmp_path, monkeypatch):
     """40 documents (100..139), 10 of them (100..109) in the training file; 5 topics."""
     documents, train_ids = mini_documents(), [str(d) for d in range(100, 110)]
     folder = write_mini(tmp_path / "rcv1", documents, train_ids)
+    _pin(monkeypatch, "rcv1-v2", rcv1.QRELS_FILE, file_sha256(folder / rcv1.QRELS_FILE))
     monkeypatch.setattr(rcv1, "N_TOPICS", len(TOPICS))
     monkeypatch.setitem(rcv1.EXPECTED, "lyrl2004", {"train": 10, "test": 30})
     monkeypatch.setitem(rcv1.EXPECTED, "random", {"train": 20, "test": 20})
@@ -228,7 +243,8 @@ def test_rcv1_streams_multi_label_splits_with_a_seeded_holdout(rcv1_src, tmp_pat
     assert (card["kind"], card["multi_label"], card["label_names"]) == ("bow", True, TOPICS)
     assert [card["splits"][s]["count"] for s in SPLITS] == [8, 2, 30]
     assert card["source"] == str(folder) and card["split"]["rcv1_split"] == "lyrl2004"
-    assert len(card["files"]) == 6 and {f["verified"] for f in card["files"]} == {False}
+    verified = {f["name"]: f["verified"] for f in card["files"]}  # the token files have no published hash
+    assert len(verified) == 6 and verified == {name: name == rcv1.QRELS_FILE for name in verified}
     held_out = _validation_ids(out)
     train = read_bow_split(out / "train.parquet")[2]
     assert sorted(train + held_out, key=int) == train_ids

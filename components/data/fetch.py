@@ -11,7 +11,8 @@
 
 Downloads land in the cache folder (``cache_dir``, else ``$DUL_CACHE``, else
 ``~/.cache/dul``; one sub-folder per set of URLs) under a temporary name and
-enter it only once their sha256 matches the pin. A file with no pin enters
+enter it only once their sha256 matches the pin (their md5, for a file whose
+authors publish only that). A file with no pin enters
 whole but unverified, and is then reused as it is; a pinned cached file that
 no longer matches is downloaded again. Every file, local or downloaded, is
 checked against its pin: a mismatch is a DulError naming the file and both
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from components.data import sources
 from components.errors import DulError
-from components.io import file_sha256
+from components.io import file_md5, file_sha256
 
 
 @dataclass
@@ -54,21 +55,33 @@ def fetch_files(dataset: str, source: str | os.PathLike | None, cache_dir: str |
         files, paths = [], {}
         for name, url in urls.items():
             paths[name] = folder / name
-            sha256 = _from_cache(url, paths[name], pins[name].sha256)
-            files.append({"name": name, "sha256": sha256, "verified": pins[name].sha256 is not None, "url": url})
+            sha256 = _from_cache(url, paths[name], pins[name])
+            files.append({"name": name, "sha256": sha256, "verified": pins[name].pinned, "url": url})
         return Fetched(str(source) if source is not None else _base(list(urls.values())), paths, files)
     paths = _local_paths(Path(source).expanduser(), list(pins))
-    files = [verify_file(name, path, pins[name].sha256) for name, path in paths.items()]
+    files = [verify_file(name, path, pins[name]) for name, path in paths.items()]
     return Fetched(str(source), paths, files)
 
 
-def verify_file(name: str, path: Path, expected: str | None, label: str | None = None) -> dict:
-    """The card entry of one file; a DulError if ``expected`` is given and its sha256 differs."""
+def verify_file(name: str, path: Path, pin: sources.FilePin | None, label: str | None = None) -> dict:
+    """The card entry of one file; a DulError if it does not match ``pin`` (its
+    sha256, or its md5 where only that is pinned)."""
     actual = file_sha256(path)
-    if expected is not None and actual != expected:
-        raise DulError(f"{label or path}: checksum mismatch: expected sha256 {expected}, got {actual};"
+    mismatch = _mismatch(path, actual, pin)
+    if mismatch:
+        raise DulError(f"{label or path}: checksum mismatch: {mismatch};"
                        " the file is damaged or not the real one, fetch it again")
-    return {"name": name, "sha256": actual, "verified": expected is not None}
+    return {"name": name, "sha256": actual, "verified": pin is not None and pin.pinned}
+
+
+def _mismatch(path: Path, sha256: str, pin: sources.FilePin | None) -> str | None:
+    """What differs from the pin ("expected ..., got ..."), or None when it matches or nothing is pinned."""
+    if pin is None or not pin.pinned:
+        return None
+    if pin.sha256 is not None:
+        return None if sha256 == pin.sha256 else f"expected sha256 {pin.sha256}, got {sha256}"
+    md5 = file_md5(path)
+    return None if md5 == pin.md5 else f"expected md5 {pin.md5}, got {md5}"
 
 
 def _urls(pins: dict[str, sources.FilePin], mirror: str | None) -> dict[str, str]:
@@ -103,24 +116,24 @@ def _local_paths(path: Path, names: list[str]) -> dict[str, Path]:
     return paths
 
 
-def _from_cache(url: str, target: Path, expected: str | None) -> str:
+def _from_cache(url: str, target: Path, pin: sources.FilePin) -> str:
     """The sha256 of the cached copy of ``url`` at ``target``, downloading it first if missing or damaged."""
     if target.is_file():
         actual = file_sha256(target)
-        if expected is None or actual == expected:
+        if _mismatch(target, actual, pin) is None:
             return actual
         target.unlink()  # damaged: fetch it again
-    return _download(url, target, expected)
+    return _download(url, target, pin)
 
 
-def _download(url: str, target: Path, expected: str | None) -> str:
+def _download(url: str, target: Path, pin: sources.FilePin) -> str:
     """Download to a temporary name beside ``target``; check the pin; then move into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=sources.DOWNLOAD_TIMEOUT_S) as response:
             shutil.copyfileobj(response, out, 1 << 20)
-        actual = verify_file(target.name, Path(tmp), expected, label=url)["sha256"]
+        actual = verify_file(target.name, Path(tmp), pin, label=url)["sha256"]
         os.replace(tmp, target)
         return actual
     except (OSError, ValueError, http.client.HTTPException) as error:

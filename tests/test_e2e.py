@@ -111,3 +111,22 @@ def test_misspelled_param_fails_the_stage_with_one_line(repo_copy, repro):
         assert "error: index.kk: unknown key; did you mean 'k'?" in failed.stderr
     finally:
         params.write_text(original)
+
+
+@pytest.mark.ray
+def test_a_param_change_reruns_only_the_stages_it_reaches(repo_copy, repro):
+    """Last in this module (it adds pipeline runs). A changed ingest param re-runs
+    ingest; the digits images do not depend on it, so data/prepared keeps its
+    hash and nothing downstream runs. A changed index param re-runs index only."""
+    params = repo_copy / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("ingest:\n  dataset: digits", "ingest:\n  dataset: digits\n  vocabulary_size: 1000"))
+        ran = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env()).stdout
+        assert re.findall(r"Running stage '(\w+)'", ran) == ["ingest"], ran
+        params.write_text(params.read_text().replace("index:\n  k: 5", "index:\n  k: 7"))
+        ran = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env()).stdout
+        assert re.findall(r"Running stage '(\w+)'", ran) == ["index"], ran
+        assert "precision_at_7" in (repo_copy / "reports/index/metrics.json").read_text()
+    finally:
+        params.write_text(original)

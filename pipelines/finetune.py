@@ -4,6 +4,8 @@ Backpropagation of the reconstruction cross-entropy, as a Ray Train job.
 Writes models/autoencoder.pt ({"config", "state_dict"}: loadable with
 torch.load(..., weights_only=True) and DeepAutoencoder.from_checkpoint),
 reports/finetune/curve.csv (a DVC plot) and reports/finetune/metrics.json.
+Registers the encoder in the MLflow model registry as dul-encoder (the
+champion alias moves to it if its validation squared error is lower).
 """
 
 from pathlib import Path
@@ -12,6 +14,7 @@ from components import tracking
 from components.config import FinetuneParams, as_dict
 from components.data import read_card
 from components.io import content_key, file_md5, save_torch, write_csv, write_json
+from components.tracking.registry import register_encoder
 from components.training import finetune_autoencoder
 from pipelines._stage import entry, run
 
@@ -35,7 +38,10 @@ def work(params: FinetuneParams) -> None:
         mlrun.log_metrics(metrics)
         mlrun.log_artifact(OUT, "model")
         mlrun.tag_files("outs", [OUT])
-    print(f"finetune: -> {OUT}; valid squared error {metrics['valid_squared_error']:.3f}")
+        sizes = result["checkpoint"]["config"]["sizes"]
+        registered = register_encoder(mlrun, OUT, n_inputs=sizes[0], code_size=sizes[-1],
+                                      metric="valid_squared_error", value=metrics["valid_squared_error"])
+    print(f"finetune: -> {OUT}; valid squared error {metrics['valid_squared_error']:.3f}; {registered.describe()}")
 
 
 main = entry("finetune", __doc__, work)

@@ -21,6 +21,10 @@ counts the same test queries then search the whole collection two ways, the
 paper's comparison: a Hamming-ball shortlist (radius 2; k=100 nearest codes
 above 32 bits) re-ranked by TF-IDF, against TF-IDF over every item:
 precision@k and the mean query time of each (``search/*`` metrics).
+
+Registers index/search in the MLflow model registry as dul-index, a model
+from raw query vectors to their k nearest items' ids and Hamming distances
+(the champion alias moves to it if its precision@k is higher).
 """
 
 from pathlib import Path
@@ -41,6 +45,7 @@ from components.retrieval.compare import baseline_vectors, compare_methods
 from components.retrieval.documents import load_search_index, write_search_index
 from components.retrieval.evaluation import label_matrix
 from components.retrieval.search_eval import compare_search
+from components.tracking.registry import register_index
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")
@@ -79,8 +84,10 @@ def work(params: IndexParams) -> None:
         for name in ("precision.csv", "pr_curves.csv", "pr_curves.png"):
             mlrun.log_artifact(REPORTS / name, "index")
         mlrun.tag_files("outs", [OUT, SEARCH])
+        registered = register_index(mlrun, SEARCH, n_inputs=model.sizes[0], k=k, metric=f"precision_at_{k}",
+                                    value=metrics[f"precision_at_{k}"])
     print(f"index: {metrics['n_items']} items, {model.code_size}-bit codes -> {OUT}, {SEARCH}; "
-          f"precision@{k} (test vs train) {metrics[f'precision_at_{k}']:.3f}")
+          f"precision@{k} (test vs train) {metrics[f'precision_at_{k}']:.3f}; {registered.describe()}")
 
 
 def _queries(params: IndexParams, n_test: int) -> np.ndarray:

@@ -15,6 +15,7 @@ otherwise ``sqlite:///<repo>/mlflow.db`` with artifacts in ``<repo>/mlartifacts`
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -39,35 +40,63 @@ PARENT_ROLE = "pipeline"
 
 if os.environ.get("DUL_VERBOSE", "") in ("", "0", "false"):
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # e.g. "Creating initial MLflow database tables"
+    # and no "View run ... at: http://..." per closed run, nor progress bars, with a tracking server
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def tracking_uri(root: str | Path = ".") -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri(root)
+
+
+def local_uri(root: str | Path = ".") -> str:
+    """The default store: ``<root>/mlflow.db``, whose experiment keeps its artifacts in ``<root>/mlartifacts``."""
+    return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
 
 
 def experiment_name() -> str:
     return os.environ.get("DUL_EXPERIMENT", "dul")
 
 
+def _recorded(method):
+    """A StageRun method whose MLflow failure fails the stage with one line (DulError), never silently."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except DulError:
+            raise
+        except Exception as err:  # noqa: BLE001 (MLflow raises many types for a failing store)
+            raise DulError(f"MLflow could not record the stage's {method.__name__.split('_')[-1]} in run "
+                           f"{self.run_id} at {tracking_uri(self.root)}: {failure_reason(err)}; the stage failed: "
+                           "check the tracking store (MLFLOW_TRACKING_URI) and rerun it") from None
+    return wrapper
+
+
 class StageRun:
-    """Handle on the MLflow run of one stage."""
+    """Handle on the MLflow run of one stage. A failure to record is an error:
+    results that MLflow did not get would look like a finished run without them."""
 
     def __init__(self, client: MlflowClient, run_id: str, root: Path):
         self.client, self.run_id, self.root = client, run_id, root
 
+    @_recorded
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         for key, value in _flatten(metrics).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 self.client.log_metric(self.run_id, key, float(value), step=step or 0)
 
+    @_recorded
     def log_history(self, rows: list[dict], prefix: str = "") -> None:
         """Curves: each row's numbers as metrics at step = the row's position (1-based)."""
         for step, row in enumerate(rows, start=1):
             self.log_metrics({f"{prefix}{k}": v for k, v in row.items()}, step=step)
 
+    @_recorded
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
+    @_recorded
     def tag_files(self, kind: str, paths: list[str | Path]) -> None:
         """Tag ``dvc.<kind>.<path>`` with the md5 dvc.lock records for each file or folder."""
         for path in paths:
@@ -93,7 +122,8 @@ def stage_run(stage: str, params: dict, *, deps: list[str | Path] = (), root: st
     try:
         yield handle
     except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
+        with contextlib.suppress(Exception):  # the store may be what failed: report the stage's own error
+            client.set_terminated(run.info.run_id, "FAILED")
         raise
     client.set_terminated(run.info.run_id, "FINISHED")
     client.set_terminated(parent, "FINISHED")
@@ -111,11 +141,27 @@ def _experiment(client: MlflowClient, root: Path) -> str:
         found = client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        location = None if "MLFLOW_TRACKING_URI" in os.environ else (root / "mlartifacts").as_uri()
+        # Not `"MLFLOW_TRACKING_URI" in os.environ`: mlflow.set_tracking_uri sets that variable too.
+        location = (root / "mlartifacts").as_uri() if tracking_uri(root) == local_uri(root) else None
         return client.create_experiment(name, artifact_location=location)
     except Exception as err:  # MLflow raises many types for an unreachable or broken store
-        raise DulError(f"MLflow tracking store {tracking_uri(root)} is not usable: "
-                       f"{str(err).splitlines()[0][:200]} (check MLFLOW_TRACKING_URI)") from None
+        uri = tracking_uri(root)
+        if uri.startswith(("http://", "https://")):
+            raise DulError(f"MLflow tracking server {uri} is unreachable or failing ({failure_reason(err)}): "
+                           "start it, or set MLFLOW_TRACKING_URI to a running one (unset it for the local "
+                           f"store {local_uri(root)})") from None
+        raise DulError(f"MLflow tracking store {uri} is not usable: {failure_reason(err)}; "
+                       "check MLFLOW_TRACKING_URI") from None
+
+
+def failure_reason(err: BaseException) -> str:
+    """A short reason for an MLflow failure: "connection refused", or the error's first line."""
+    text = str(err).strip()
+    for marker, reason in (("Connection refused", "connection refused"), ("timed out", "timed out"),
+                           ("Failed to resolve", "unknown host"), ("Name or service not known", "unknown host")):
+        if marker in text:
+            return reason
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _parent_run(client: MlflowClient, experiment_id: str, group: str) -> str:

@@ -88,10 +88,12 @@ class PretrainParams(RayParams):
     sparsity_target: float = 0.05  # mean hidden activation aimed at, when sparsity_cost > 0
     sparsity_cost: float = 0.0  # 0: no sparsity penalty
     lr_layers: tuple[float, ...] = ()  # per-layer learning rates; empty: lr (lr_code for a linear code layer)
+    stream: bool | str = "auto"  # auto | true | false: read the split batch by batch (components.data.stream)
     seed: int = 0
 
     def validate(self) -> None:
         _check_ray(self, "pretrain")
+        _check_stream(self, "pretrain")
         _check_choice("pretrain.matmul_dtype", self.matmul_dtype, ("float32", "bfloat16"))
         _check_choice("pretrain.visible_units", self.visible_units, ("auto", "bernoulli", "softmax", "poisson"))
         _check_choice("pretrain.layer_model", self.layer_model, ("rbm", "autoencoder"))
@@ -128,10 +130,12 @@ class FinetuneParams(RayParams):
     line_searches: int = 3  # cg and lbfgs: line searches (iterations) per batch
     init: str = "pretrained"  # pretrained (the unrolled stack) | random (the no-pretraining baseline)
     code_noise: float = 0.0  # std of Gaussian noise on the code layer's inputs (semantic hashing: 4)
+    stream: bool | str = "auto"  # auto | true | false: as pretrain.stream, for the train and validation splits
     seed: int = 0
 
     def validate(self) -> None:
         _check_ray(self, "finetune")
+        _check_stream(self, "finetune")
         _check_choice("finetune.optimizer", self.optimizer, ("adam", "sgd", "cg", "lbfgs"))
         _check_choice("finetune.init", self.init, ("pretrained", "random"))
         _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
@@ -261,7 +265,12 @@ def _coerce(key: str, value, hint):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        (hint,) = [o for o in options if o is not type(None)]
+        options = [o for o in options if o is not type(None)]
+        if len(options) > 1:  # e.g. bool | str: any of them, bools not counted as ints
+            if not any(isinstance(value, o) and not (o is int and isinstance(value, bool)) for o in options):
+                raise DulError(f"{key}: expected {' or '.join(o.__name__ for o in options)}, got {value!r}")
+            return value
+        (hint,) = options
         origin = typing.get_origin(hint)
     if origin is tuple:
         (item,) = typing.get_args(hint)[:1]
@@ -290,6 +299,12 @@ def _check_positive(section: str, params, names: tuple[str, ...]) -> None:
         value = getattr(params, name)
         if value <= 0:
             raise DulError(f"{section}.{name} is {value}: must be positive")
+
+
+def _check_stream(params, section: str) -> None:
+    """``stream``: true, false or auto (YAML's true/false arrive as bools)."""
+    if not isinstance(params.stream, bool):
+        _check_choice(f"{section}.stream", params.stream, ("auto", "true", "false"))
 
 
 def _check_ray(params: RayParams, section: str) -> None:

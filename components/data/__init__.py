@@ -8,9 +8,19 @@
 in [0, 1], or (N, V) word counts) and ``y`` int64 (N,); ``read_card`` the
 card. Dispatch and readers: ``components.data.ingest``; formats:
 ``images``, ``corpora``; sources and pinned checksums: ``sources``,
-``fetch``; the IDX reader: ``idx``.
+``fetch``; the IDX reader: ``idx``. Training batches, in memory or
+streamed from a split's Parquet file a row group at a time (for corpora
+larger than memory): ``components.data.stream`` (imported on its own, as
+it needs torch).
 """
 
-from components.data.ingest import DATASETS, SPLITS, ingest, read_card, read_ids, read_split
+from components.data.ingest import (
+    DATASETS,
+    SPLITS,
+    ingest,
+    read_card,
+    read_ids,
+    read_split,
+)
 
 __all__ = ["DATASETS", "SPLITS", "ingest", "read_card", "read_ids", "read_split"]

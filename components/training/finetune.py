@@ -8,7 +8,8 @@ see ``batch_methods``); Adam is the default here, SGD with momentum also
 works. ``init: random`` trains the same architecture from random weights:
 the no-pretraining baseline whose gap is the paper's point. Runs as a Ray
 Train job with a checkpoint every epoch; several workers train data-parallel
-through DDP.
+through DDP. With ``stream`` on, the training and validation splits are read
+from their Parquet files batch by batch (``components.data.stream``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from ray.train.torch import prepare_model
 
 from components.config import FinetuneParams, as_dict
-from components.data import read_split
+from components.data.stream import Batches, as_batches, open_split, should_stream
 from components.errors import DulError
 from components.models import DeepAutoencoder
 from components.models.autoencoder import reconstruction_losses
@@ -55,21 +56,21 @@ def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimize
     return torch.optim.Adam(model.parameters(), lr=params["lr"])
 
 
-def train_epoch(model, optimizer, data: torch.Tensor, *, batch_size: int, n_batches: int,
-                generator: torch.Generator, method: str | None = None, line_searches: int = 3,
-                world_size: int = 1, input_units: str = "bernoulli", code_noise: float = 0.0,
-                code_size: int = 0) -> dict[str, float]:
-    """One pass of minibatch backprop; ``model`` maps (B, D) to output logits.
+def train_epoch(model, optimizer, data: Batches | torch.Tensor, *, batch_size: int | None = None,
+                n_batches: int | None = None, generator: torch.Generator, method: str | None = None,
+                line_searches: int = 3, world_size: int = 1, input_units: str = "bernoulli",
+                code_noise: float = 0.0, code_size: int = 0) -> dict[str, float]:
+    """One pass of minibatch backprop over ``data``, a ``Batches`` (or a tensor
+    (N, D) with ``batch_size`` and ``n_batches``); ``model`` maps (B, D) to output logits.
 
     With ``method`` (cg | lbfgs) each batch is minimised by ``line_searches``
     iterations of it instead of one ``optimizer`` step; the reported losses
     are then those at the start of each batch's minimisation. ``code_noise``
     > 0 adds N(0, code_noise^2) noise (B, code_size) to the code layer's
     inputs, drawn from the global torch generator."""
-    order = torch.randperm(len(data), generator=generator)
-    totals = torch.zeros(2, device=data.device)
-    for b in range(n_batches):
-        x = data[order[b * batch_size:(b + 1) * batch_size]]
+    batches = as_batches(data, batch_size, n_batches)
+    totals = torch.zeros(2, device=batches.device)
+    for x in batches.epoch(generator):  # (B, D)
         noise = code_noise * torch.randn(len(x), code_size, device=x.device) if code_noise > 0 else None
         if method is None:
             losses = reconstruction_losses(model(x, noise), x, input_units)
@@ -81,24 +82,29 @@ def train_epoch(model, optimizer, data: torch.Tensor, *, batch_size: int, n_batc
                 losses = reconstruction_losses(model(x, noise), x, input_units)
             minimize_batch(model, x, method, line_searches, world_size, input_units, noise)
         totals += torch.stack([losses["loss"].detach(), losses["squared_error"]])
-    loss, squared_error = (totals / n_batches).tolist()
+    loss, squared_error = (totals / batches.n_batches).tolist()
     return {"train_loss": loss, "train_squared_error": squared_error}
 
 
 @torch.no_grad()
-def squared_error(model: DeepAutoencoder, data: torch.Tensor, batch_size: int = 1000) -> float:
-    """Mean over items of the squared reconstruction error summed over the inputs."""
-    total = sum((model.reconstruct(x) - x).pow(2).sum().item() for x in data.split(batch_size))
-    return total / max(len(data), 1)
+def squared_error(model: DeepAutoencoder, data: Batches | torch.Tensor, batch_size: int = 1000) -> float:
+    """Mean over items of the squared reconstruction error summed over the inputs;
+    ``data`` (N, D), or a ``Batches`` read in order ``batch_size`` rows at a time."""
+    total, count = 0.0, 0
+    for x in data.split(batch_size) if isinstance(data, torch.Tensor) else data.sequential(batch_size):
+        total += (model.reconstruct(x) - x).pow(2).sum().item()
+        count += len(x)
+    return total / max(count, 1)
 
 
 def finetune_loop(config: dict) -> None:
     rank, world, device = runtime.worker_setup(config)
     params = config["params"]
-    X_train, _ = read_split(config["data_dir"], "train")
-    X_valid, _ = read_split(config["data_dir"], "validation")
-    data, n_batches = runtime.shard(X_train, params["batch_size"], "finetune", rank, world, device)
-    valid = torch.from_numpy(X_valid).to(device)
+    streaming = should_stream(params.get("stream", False), config["data_dir"], ["train", "validation"])
+    data = open_split(config["data_dir"], "train", batch_size=params["batch_size"], streaming=streaming,
+                      rank=rank, world=world, device=device, stage="finetune")
+    valid = open_split(config["data_dir"], "validation", batch_size=params["batch_size"], streaming=streaming,
+                       device=device)  # every worker measures the whole split
     net = initial_model(torch.load(config["stack_path"], weights_only=True), params).to(device)
     state = runtime.load_checkpoint() or {"history": [], "next_epoch": 0}
     if "model" in state:
@@ -115,10 +121,9 @@ def finetune_loop(config: dict) -> None:
         torch.manual_seed(runtime.seed_for(params["seed"], epoch, rank))
         generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], epoch, rank, 1))
         net.train()
-        stats = train_epoch(model, optimizer, data, batch_size=params["batch_size"], n_batches=n_batches,
-                            generator=generator, method=method, line_searches=params["line_searches"],
-                            world_size=world, input_units=net.input_units, code_noise=params["code_noise"],
-                            code_size=net.code_size)
+        stats = train_epoch(model, optimizer, data, generator=generator, method=method,
+                            line_searches=params["line_searches"], world_size=world, input_units=net.input_units,
+                            code_noise=params["code_noise"], code_size=net.code_size)
         stats = runtime.all_reduce_mean(stats, world, device)
         net.eval()
         stats["valid_squared_error"] = squared_error(net, valid)

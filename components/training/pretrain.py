@@ -12,7 +12,10 @@ routine through the shared ``layer_step``. Runs as one Ray Train job over
 all layers, with a checkpoint after every epoch, so a crash (or a killed
 stage) resumes from the last finished epoch instead of starting over. With
 several workers each takes a shard of the data and the gradients are
-all-reduced every step.
+all-reduced every step. With ``stream`` on (``components.data.stream``) the
+split is read from its Parquet file batch by batch and layer k > 1 gets
+its inputs by passing each batch up through the trained layers below, so
+no matrix of the whole split is ever held.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from pathlib import Path
 import torch
 
 from components.config import PretrainParams, as_dict
-from components.data import read_card, read_split
+from components.data import read_card
+from components.data.stream import Batches, as_batches, open_split, should_stream
 from components.errors import DulError
 from components.models import AutoencoderLayer, BernoulliRBM, make_rbm
+from components.models.regularizers import add_sparsity_gradient
 from components.models.stack import layer_from_state as rbm_from_state
 from components.models.stack import layer_state
-from components.models.regularizers import add_sparsity_gradient
 from components.training import runtime
 from components.training.progress import publish
 
@@ -65,22 +69,22 @@ def make_optimizer(rbm: BernoulliRBM, index: int, params: dict) -> torch.optim.S
     return torch.optim.SGD(groups, lr=lr, momentum=params["momentum_initial"])
 
 
-def train_epoch(rbm: BernoulliRBM, optimizer, data: torch.Tensor, *, batch_size: int, n_batches: int,
-                cd_k: int, generator: torch.Generator, world_size: int = 1,
+def train_epoch(rbm: BernoulliRBM, optimizer, data: Batches | torch.Tensor, *, batch_size: int | None = None,
+                n_batches: int | None = None, cd_k: int, generator: torch.Generator, world_size: int = 1,
                 dtype: torch.dtype = torch.float32, chain: torch.Tensor | None = None,
                 sparsity: dict | None = None) -> dict[str, float]:
-    """One pass of ``layer_step`` (CD-k for an RBM) over ``data`` (N, D); returns
-    the mean squared reconstruction error per item. With several workers, each
+    """One pass of ``layer_step`` (CD-k for an RBM) over ``data``, a ``Batches``
+    (or a tensor (N, D) with ``batch_size`` and ``n_batches``); returns the
+    mean squared reconstruction error per item. With several workers, each
     step averages the gradients of all of them first (data-parallel CD: the
     all-reduce of the CD statistics). ``dtype`` is the precision of the matrix
     products' inputs (see cd_gradients). ``chain`` (B, D): persistent CD's
     fantasy particles, updated in place; the error is then measured on mean-field
     reconstructions. ``sparsity``: {"target", "cost", "q"} for the sparsity
     penalty; its running estimate "q" is updated in place."""
-    order = torch.randperm(len(data), generator=generator)
-    squared_error = torch.zeros((), device=data.device)
-    for b in range(n_batches):
-        v = data[order[b * batch_size:(b + 1) * batch_size]]  # (B, D)
+    batches = as_batches(data, batch_size, n_batches)
+    squared_error = torch.zeros((), device=batches.device)
+    for v in batches.epoch(generator):  # (B, D)
         v_neg = rbm.layer_step(v, cd_k, dtype, chain)  # (B, D); sets .grad
         if sparsity is not None:
             sparsity["q"] = add_sparsity_gradient(rbm, rbm.last_h_pos, sparsity["q"], sparsity["target"],
@@ -94,45 +98,54 @@ def train_epoch(rbm: BernoulliRBM, optimizer, data: torch.Tensor, *, batch_size:
                 parameter.grad.div_(world_size)
         optimizer.step()
         squared_error += (v - v_neg).pow(2).sum()
-    return {"recon_error": squared_error.item() / (n_batches * batch_size)}
+    return {"recon_error": squared_error.item() / (batches.n_batches * batches.batch_size)}
 
 
 def pretrain_loop(config: dict) -> None:
     """Ray Train worker: train every layer not yet in the checkpoint."""
     rank, world, device = runtime.worker_setup(config)
     params = config["params"]
-    X_all, _ = read_split(config["data_dir"], "train")
-    data, n_batches = runtime.shard(X_all, params["batch_size"], "pretrain", rank, world, device)
-    build_layer(0, data.shape[1], params).check_data(data, layer="pretrain layer 1")
+    streaming = should_stream(params.get("stream", False), config["data_dir"], ["train"])
+    batches = open_split(config["data_dir"], "train", batch_size=params["batch_size"], streaming=streaming,
+                         rank=rank, world=world, device=device, stage="pretrain")
+    first_layer = build_layer(0, batches.first().shape[1], params)
+    batches = batches.through(_checked(first_layer, "pretrain layer 1"))  # streamed: every batch, as drawn
     state = runtime.load_checkpoint() or {"layers": [], "history": [], "current": None, "next_epoch": 0}
     stack = [rbm_from_state(s).to(device) for s in state["layers"]]
-    with torch.no_grad():
-        for rbm in stack:
-            data = rbm.h_mean(data)
+    for rbm in stack:
+        batches = batches.through(rbm.h_mean)
     if rank == 0:
         publish(config["progress"], step=len(state["history"]))
     ran = False
     for index in range(len(stack), len(params["hidden"])):
-        rbm = _train_layer(index, data, state, params, config, rank, world, device, n_batches)
+        rbm = _train_layer(index, batches, state, params, config, rank, world, device)
         ran = True
-        with torch.no_grad():
-            data = rbm.h_mean(data)
+        batches = batches.through(rbm.h_mean)  # the next layer's data: this one's hidden probabilities
     if not ran:  # relaunched after completion: hand the finished state back
         runtime.save_checkpoint(state, state["history"][-1], rank)
 
 
-def _train_layer(index, data, state, params, config, rank, world, device, n_batches) -> BernoulliRBM:
+def _checked(layer, name: str):
+    def check(v: torch.Tensor) -> torch.Tensor:
+        layer.check_data(v, layer=name)
+        return v
+    return check
+
+
+def _train_layer(index, batches: Batches, state, params, config, rank, world, device) -> BernoulliRBM:
     torch.manual_seed(runtime.seed_for(params["seed"], index))
-    rbm = build_layer(index, data.shape[1], params).to(device)
+    n_visible = params["hidden"][index - 1] if index else batches.first().shape[1]
+    rbm = build_layer(index, n_visible, params).to(device)
     if state["current"] is not None:
         rbm.load_state_dict(state["current"])
     optimizer = make_optimizer(rbm, index, params)
     if state["current"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     n_layers, epochs = len(params["hidden"]), params["epochs"]
-    # persistent chains start from a batch of data (a resumed run restarts them there)
-    chain = rbm.v_sample(data[:params["batch_size"]].clone(), rbm.context(data[:params["batch_size"]])) \
-        if params.get("persistent") else None
+    chain = None
+    if params.get("persistent"):  # the chains start from the first batch (a resumed run restarts them there)
+        first = batches.first()
+        chain = rbm.v_sample(first.clone(), rbm.context(first))
     sparsity = {"target": params["sparsity_target"], "cost": params["sparsity_cost"], "q": None} \
         if params.get("sparsity_cost", 0) > 0 and not isinstance(rbm, AutoencoderLayer) else None
     for epoch in range(state["next_epoch"], epochs):
@@ -141,8 +154,7 @@ def _train_layer(index, data, state, params, config, rank, world, device, n_batc
             group["momentum"] = momentum
         torch.manual_seed(runtime.seed_for(params["seed"], index, epoch, rank))
         generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], index, epoch, rank, 1))
-        stats = train_epoch(rbm, optimizer, data, batch_size=params["batch_size"], n_batches=n_batches,
-                            cd_k=params["cd_k"], generator=generator, world_size=world,
+        stats = train_epoch(rbm, optimizer, batches, cd_k=params["cd_k"], generator=generator, world_size=world,
                             dtype=getattr(torch, params["matmul_dtype"]), chain=chain, sparsity=sparsity)
         stats = runtime.all_reduce_mean(stats, world, device)
         _check_finite(rbm, stats, index, epoch)

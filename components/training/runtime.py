@@ -15,14 +15,19 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-import numpy as np
 import ray
 import ray.train
 import torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import (
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+)
 from ray.train.torch import TorchTrainer
 
 from components.config import RayParams
@@ -154,17 +159,6 @@ def worker_setup(config: dict) -> tuple[int, int, torch.device]:
     torch.set_num_threads(int(config["cpus_per_worker"]))
     context = ray.train.get_context()
     return context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device()
-
-
-def shard(X: np.ndarray, batch_size: int, stage: str, rank: int, world: int,
-          device: torch.device) -> tuple[torch.Tensor, int]:
-    """This worker's rows of X (every world-th, from its rank) and the number of
-    full batches every worker runs per epoch (DDP needs the same count on all)."""
-    n_batches = len(X) // world // batch_size
-    if n_batches == 0:
-        raise DulError(f"{stage}.batch_size {batch_size} is larger than a worker's "
-                       f"share of the {len(X)} training items")
-    return torch.from_numpy(X[rank::world]).to(device), n_batches
 
 
 def load_checkpoint() -> dict | None:

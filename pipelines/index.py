@@ -11,7 +11,8 @@ reports/index/precision.csv the curve over k (a DVC plot).
 In the same run, up to index.max_queries test queries (a seeded sample)
 rank the training items with the codes and with the baselines of the field
 at the same size (TF-IDF, LSA and LSH for word counts; pixels, PCA and LSH
-for images): precision@100 of each goes into the metrics, their
+for images), and, for a linear code layer (the Science 2006 autoencoder),
+with the real-valued codes by cosine: precision@100 of each goes into the metrics, their
 precision-recall curves into reports/index/pr_curves.{csv,png}.
 
 It also writes index/search, the folder `dul search` answers free-text and
@@ -76,7 +77,7 @@ def work(params: IndexParams) -> None:
         metrics = {f"precision_at_{k}": float(curve[-1]), "n_bits": model.code_size,
                    "n_items": int(sum(len(b) for b in bits.values()))}
         queries = _queries(params, len(data["test"][1]))
-        metrics |= _compare(card, data, bits, model.code_size, queries)
+        metrics |= _compare(card, data, bits, codes if model.code_units == "linear" else None, queries)
         metrics |= _search_index(model, thresholds, card, data, bits, queries, params.k)
         write_json(REPORTS / "metrics.json", metrics)
         write_csv(REPORTS / "precision.csv", [{"k": j, "precision": float(p)} for j, p in enumerate(curve, start=1)])
@@ -120,11 +121,17 @@ def _search_index(model, thresholds, card: dict, data: dict, bits: dict, queries
     return compare_search(load_search_index(SEARCH), offset + queries, k, shortlist=100)
 
 
-def _compare(card: dict, data: dict, bits: dict, n_bits: int, queries: np.ndarray) -> dict:
-    """The codes and the baselines on the same queries: precision@100 each, PR curves to reports/."""
+def _compare(card: dict, data: dict, bits: dict, codes: dict | None, queries: np.ndarray) -> dict:
+    """The codes and the baselines on the same queries: precision@100 each, PR curves to reports/.
+
+    ``codes``: the real-valued codes of a linear code layer (the Science 2006
+    autoencoder's), also ranked by cosine next to LSA/PCA at the same size."""
     X_train, y_train = data["train"]
     X_test, y_test = data["test"]
+    n_bits = bits["train"].shape[1]
     methods = {f"autoencoder, {n_bits} bits": (pack_bits(bits["train"]), pack_bits(bits["test"][queries]), "hamming")}
+    if codes is not None:
+        methods[f"autoencoder real-valued codes, {n_bits}-d (cosine)"] = (codes["train"], codes["test"][queries], "cosine")
     methods |= baseline_vectors(card.get("kind", "images"), X_train, X_test[queries], n_bits)
     n_labels = card.get("n_labels") or int(max(y_train.max(), y_test.max())) + 1
     curves = compare_methods(methods, label_matrix(y_test[queries], n_labels), label_matrix(y_train, n_labels))

@@ -55,8 +55,8 @@ def test_stages_in_order(workdir, ray_instance, capsys):
     precision = index_metrics["precision_at_5"]
     assert 0.1 < precision <= 1.0  # above chance (0.1) even for a 2-epoch model
     # codes and baselines on the same queries, at the same size
-    assert {"precision_at_100/autoencoder", "precision_at_100/pixels", "precision_at_100/pca_6",
-            "precision_at_100/lsh"} <= set(index_metrics)
+    assert {"precision_at_100/autoencoder", "precision_at_100/autoencoder_real_valued_codes",  # linear code layer
+            "precision_at_100/pixels", "precision_at_100/pca_6", "precision_at_100/lsh"} <= set(index_metrics)
     assert index_metrics["precision_at_100/pixels"] > 0.5  # cosine over raw digits is a strong baseline
     assert (workdir / "reports/index/pr_curves.png").read_bytes()[:4] == b"\x89PNG"
 

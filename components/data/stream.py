@@ -244,7 +244,9 @@ def open_split(data_dir: str | os.PathLike, split: str, *, batch_size: int, stre
         return batches
     X, _ = read_split(data_dir, split)
     n_batches = batch_count(len(X), batch_size, world, stage)
-    return TensorBatches(torch.from_numpy(X[rank::world]).to(device), batch_size, n_batches)
+    rows = np.ascontiguousarray(X[rank::world])  # a copy of this worker's share (one worker: X itself),
+    del X                                         # so the whole split is not kept alive by a strided view
+    return TensorBatches(torch.from_numpy(rows).to(device), batch_size, n_batches)
 
 
 def as_batches(data: torch.Tensor | Batches, batch_size: int | None, n_batches: int | None) -> Batches:

@@ -57,12 +57,12 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    configure_local_ray()
     options = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.ERROR}
     address = os.environ.get("RAY_ADDRESS")
     if address:
         options["address"] = address
     else:
-        configure_local_ray()
         cpus = max(os.cpu_count() or 1, num_cpus or 1)
         options.update(address="local", num_cpus=cpus, object_store_memory=_object_store_bytes())
     try:
@@ -76,7 +76,9 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
 
 
 def configure_local_ray() -> None:
-    """Settings a local Ray instance inherits from this process's environment.
+    """Ray Train settings taken from this process's environment: a local Ray
+    instance inherits them, and on a cluster Ray Train passes them on from
+    the driver to its controller and workers (its ENV_VARS_TO_PROPAGATE).
 
     Ray Train's controller polls workers every 2 s by default and each
     ``ray.train.report`` waits for a poll: 2 s per epoch, most of the time of

@@ -27,6 +27,7 @@ writes identical bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -37,13 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from components.errors import DulError
 from components.io import atomic_path
 
 TOKEN_PATTERN = r"[a-z][a-z]+"
-STOP_WORDS: frozenset[str] = frozenset(ENGLISH_STOP_WORDS)
 VOCABULARY_SIZE = 2000
 ROW_GROUP_SIZE = 10_000
 COLUMNS = ("id", "label", "title", "indices", "counts")
@@ -51,9 +50,26 @@ _TOKEN_RE = re.compile(TOKEN_PATTERN)
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def tokenize(text: str, stop_words: frozenset[str] = STOP_WORDS) -> list[str]:
-    """The words of ``text`` in order: lowercased runs of 2+ ASCII letters, minus ``stop_words``."""
+def tokenize(text: str, stop_words: frozenset[str] | None = None) -> list[str]:
+    """The words of ``text`` in order: lowercased runs of 2+ ASCII letters, minus
+    ``stop_words`` (default ``STOP_WORDS``)."""
+    stop_words = _stop_words() if stop_words is None else stop_words
     return [token for token in _TOKEN_RE.findall(text.lower()) if token not in stop_words]
+
+
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    # imported on first use: scikit-learn takes 0.5 s to import, which every
+    # training worker (components.data) would otherwise pay
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def __getattr__(name: str):
+    if name == "STOP_WORDS":  # scikit-learn's ENGLISH_STOP_WORDS, 318 words
+        return _stop_words()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_vocabulary(token_lists: Iterable[Sequence[str]], size: int = VOCABULARY_SIZE) -> list[str]:

@@ -53,7 +53,7 @@ def progress_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Queue 
 def _drain(channel: Queue, bar: tqdm, stop: threading.Event) -> None:
     while True:
         try:
-            event = channel.get(timeout=0.5)
+            event = channel.get(timeout=0.1)  # short: the stage waits for this thread to see `stop`
         except (Empty, stdlib_queue.Empty):
             if stop.is_set():
                 return

@@ -1,5 +1,7 @@
 """Ray for dul: one place that starts, connects to and quiets Ray, and runs
-a ``TorchTrainer`` job whose result is a plain state dict.
+a Ray Train job whose result is a plain state dict: a ``TorchTrainer`` (torch
+process group, DDP) for several workers or a GPU, a plain data-parallel
+trainer for one CPU worker, which needs no process group (1-2 s less per stage).
 
 A local Ray instance by default; ``RAY_ADDRESS`` connects to an existing
 cluster. Ray's own log lines stay out of the console unless ``DUL_VERBOSE=1``.
@@ -29,6 +31,9 @@ from ray.train import (
     ScalingConfig,
 )
 from ray.train.torch import TorchTrainer
+from ray.train.v2.api.data_parallel_trainer import (
+    DataParallelTrainer,  # TorchTrainer's base, no torch backend
+)
 
 from components.config import RayParams
 from components.errors import DulError
@@ -87,6 +92,16 @@ def configure_local_ray() -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 
+def _single_node_settings() -> None:
+    """On a one-node Ray, no preemption watcher: Ray Train starts that actor with
+    every run to move work off a node being drained, which one node cannot do,
+    and on 2 cores its start-up delays the workers' (measured: ~2 s of the
+    ~11 s a stage spends in Ray; benchmarks/ray_overhead.py). Set
+    RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1 to keep it."""
+    if sum(1 for node in ray.nodes() if node.get("Alive")) == 1:
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+
+
 def _object_store_bytes() -> int:
     # Ray's default takes 30% of RAM; the stages pass paths, not arrays, so 1 GiB is plenty.
     return int(os.environ.get("DUL_OBJECT_STORE_BYTES", 1 << 30))
@@ -114,8 +129,10 @@ def fit(
         resources_per_worker={"CPU": params.cpus_per_worker, **({"GPU": 1} if params.use_gpu else {})},
     )
     with ray_session(num_cpus=params.num_workers * params.cpus_per_worker):
+        _single_node_settings()
         with progress_bar(total_steps, desc) as channel:
-            trainer = TorchTrainer(
+            trainer_class = TorchTrainer if params.num_workers > 1 or params.use_gpu else DataParallelTrainer
+            trainer = trainer_class(
                 loop,
                 train_loop_config={**config, "progress": channel, "cpus_per_worker": params.cpus_per_worker},
                 scaling_config=scaling,

@@ -2,6 +2,8 @@
 (ASHA, a trial that crashes, MLflow parent and child runs, best.yaml, --resume)."""
 
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -213,3 +215,16 @@ def test_sweep_runs_trials_tracks_them_and_resumes(workdir, ray_instance, monkey
         sweeps.run("params.yaml", "sweeps/best.yaml", resume=False)
     (workdir / "check").mkdir()
     load_params("finetune", write_params(workdir / "check", best))  # params-style: the stages accept it
+
+
+def test_best_yaml_is_tracked_by_dvc_in_a_dvc_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    best = tmp_path / "sweeps" / "best.yaml"
+    best.parent.mkdir()
+    best.write_text("finetune:\n  lr: 0.001\n")
+    assert sweeps.track_with_dvc("sweeps/best.yaml").startswith("not a DVC repository")
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+    assert sweeps.track_with_dvc("sweeps/best.yaml") == "tracked by DVC: sweeps/best.yaml.dvc"
+    assert "md5:" in (tmp_path / "sweeps" / "best.yaml.dvc").read_text()
+    assert "/best.yaml" in (tmp_path / "sweeps" / ".gitignore").read_text()

@@ -30,6 +30,8 @@ import logging
 import math
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import ray
@@ -45,7 +47,13 @@ from components.io import atomic_path, content_key, save_torch
 from components.training import runtime
 from components.training.finetune import finetune_loop
 from components.training.pretrain import pretrain_stack
-from components.training.sweep_space import SWEPT_STAGES, is_grid, largest, parse_space, split_key
+from components.training.sweep_space import (
+    SWEPT_STAGES,
+    is_grid,
+    largest,
+    parse_space,
+    split_key,
+)
 
 FINETUNE_METRICS = ("valid_squared_error", "train_squared_error", "train_loss")
 
@@ -321,6 +329,20 @@ def write_best(path: str | Path, best: dict, sweep: SweepParams, name: str) -> N
         tmp.write_text(header + yaml.safe_dump(best["params"], sort_keys=True))
 
 
+def track_with_dvc(path: str | Path) -> str:
+    """``dvc add`` the result in a DVC repository, so the best params are a
+    versioned artifact (``<path>.dvc``); what happened, as a line for the user.
+    Never fatal: the file is written either way."""
+    if not Path(".dvc").is_dir():
+        return f"not a DVC repository here: `dvc add {path}` in one to version it"
+    done = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", str(path)], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return f"`dvc add {path}` failed ({reason}); version it by hand"
+    return f"tracked by DVC: {path}.dvc"
+
+
 def set_params_command(params: dict[str, dict]) -> str:
     sets = " ".join(f"-S {stage}.{k}={v}" for stage, values in sorted(params.items()) for k, v in sorted(values.items()))
     return f"dvc exp run {sets}"
@@ -358,5 +380,6 @@ def run(params_path: str | Path, out: str | Path, resume: bool, data_dir: str | 
     runs.finish("FINISHED", {f"best_{metric_name(sweep)}": best["value"]},
                 {"dul.best_trial": str(best["trial_id"]), "dul.trials_failed": str(failed)})
     print(f"sweep {name}: {len(results)} trials, {failed} failed; best {best['trial_id']} "
-          f"{sweep.metric} {best['value']:.4f} -> {out}\n  apply: {set_params_command(best['params'])}")
+          f"{sweep.metric} {best['value']:.4f} -> {out} ({track_with_dvc(out)})\n"
+          f"  apply: {set_params_command(best['params'])}")
     return 0

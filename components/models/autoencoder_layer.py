@@ -22,15 +22,15 @@ greedy trainer drives both kinds through ``layer_step``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError
+from components.models.base import TiedLayer
 
 HIDDEN_TYPES = ("binary", "linear")
 
 
-class AutoencoderLayer(nn.Module):
+class AutoencoderLayer(TiedLayer):
     """Tied-weight autoencoder on Bernoulli (data in [0, 1]) visible units."""
 
     hidden_type = "binary"
@@ -38,7 +38,6 @@ class AutoencoderLayer(nn.Module):
 
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.1, noise: float = 0.0,
                  hidden_type: str = "binary"):
-        super().__init__()
         if n_visible < 1 or n_hidden < 1:
             raise DulError(f"an autoencoder layer needs at least one unit per layer, got {n_visible}x{n_hidden}")
         if not 0.0 <= noise < 1.0:
@@ -49,19 +48,9 @@ class AutoencoderLayer(nn.Module):
                            f"got {hidden_type!r}")
         if not init_std > 0:
             raise DulError(f"autoencoder layer init_std must be positive, got {init_std}")
+        super().__init__(n_visible, n_hidden, init_std)
         self.hidden_type = hidden_type
         self.noise = float(noise)
-        self.W = nn.Parameter(init_std * torch.randn(n_visible, n_hidden))  # (D, H)
-        self.b_v = nn.Parameter(torch.zeros(n_visible))  # (D,)
-        self.b_h = nn.Parameter(torch.zeros(n_hidden))  # (H,)
-
-    @property
-    def n_visible(self) -> int:
-        return self.W.shape[0]
-
-    @property
-    def n_hidden(self) -> int:
-        return self.W.shape[1]
 
     def h_activation(self, x: torch.Tensor) -> torch.Tensor:
         """The code from the hidden input x = b_h + v W: logistic, or x itself for linear units."""

@@ -14,6 +14,27 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
+
+
+class TiedLayer(nn.Module):
+    """The parameters every greedy layer has (RBM or autoencoder layer): weights
+    W (D, H) drawn as init_std * N(0, 1), visible biases b_v (D,) and hidden
+    biases b_h (H,), both zero, so a stack of either kind unrolls alike."""
+
+    def __init__(self, n_visible: int, n_hidden: int, init_std: float):
+        super().__init__()
+        self.W = nn.Parameter(init_std * torch.randn(n_visible, n_hidden))  # (D, H)
+        self.b_v = nn.Parameter(torch.zeros(n_visible))  # (D,)
+        self.b_h = nn.Parameter(torch.zeros(n_hidden))  # (H,)
+
+    @property
+    def n_visible(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.W.shape[1]
 
 
 @runtime_checkable

@@ -20,13 +20,13 @@ the way down, ``b_h_statistic`` (dF/db_h) and ``check_data``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError
+from components.models.base import TiedLayer
 
 
-class BernoulliRBM(nn.Module):
+class BernoulliRBM(TiedLayer):
     """Binary visible and binary hidden units.
 
     Visible data may be probabilities in [0, 1] (grey levels), as in the
@@ -38,21 +38,10 @@ class BernoulliRBM(nn.Module):
     label = "BernoulliRBM"  # names the model in error messages
 
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.1):
-        super().__init__()
         if n_visible < 1 or n_hidden < 1:
             raise DulError(f"an RBM needs at least one unit per layer, got {n_visible}x{n_hidden}")
-        self.W = nn.Parameter(init_std * torch.randn(n_visible, n_hidden))  # (D, H)
-        self.b_v = nn.Parameter(torch.zeros(n_visible))  # (D,)
-        self.b_h = nn.Parameter(torch.zeros(n_hidden))  # (H,)
+        super().__init__(n_visible, n_hidden, init_std)
         self.last_h_pos: torch.Tensor | None = None  # E[h | v_pos] of the last cd_gradients, (B, H)
-
-    @property
-    def n_visible(self) -> int:
-        return self.W.shape[0]
-
-    @property
-    def n_hidden(self) -> int:
-        return self.W.shape[1]
 
     # ---- unit-type hooks: a subclass overrides these and nothing else of CD ----
 

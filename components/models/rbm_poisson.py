@@ -41,17 +41,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from components.models.rbm import BernoulliRBM
-from components.models.rbm_softmax import _lengths, check_counts
+from components.models.rbm_softmax import WordCountRBM, _lengths
 
 
-class ConstrainedPoissonRBM(BernoulliRBM):
+class ConstrainedPoissonRBM(WordCountRBM):
     visible_type = "poisson"
     label = "constrained Poisson RBM"
-
-    def context(self, v: torch.Tensor) -> torch.Tensor:
-        """Document lengths N = sum_i v_i, (B, 1)."""
-        return v.sum(dim=1, keepdim=True)
 
     def v_activation(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """The Poisson rates E[v | h] = N softmax(b_v + W h), (B, K): rows sum to N."""
@@ -64,7 +59,3 @@ class ConstrainedPoissonRBM(BernoulliRBM):
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """F(v) = - v.b_v + sum_i log v_i! - sum_j softplus(b_h + v W)_j, shape (B,)."""
         return -(v @ self.b_v) + torch.lgamma(v + 1).sum(dim=1) - F.softplus(self.hidden_input(v)).sum(dim=1)
-
-    @classmethod
-    def check_data(cls, v: torch.Tensor, layer: str | None = None) -> None:
-        check_counts(v, layer or cls.label)

@@ -29,13 +29,22 @@ from components.errors import DulError
 from components.models.rbm import BernoulliRBM
 
 
-class ReplicatedSoftmaxRBM(BernoulliRBM):
-    visible_type = "softmax"
-    label = "replicated softmax"
+class WordCountRBM(BernoulliRBM):
+    """What the RBMs on word counts share: the document lengths as the rows'
+    context, and count checks on the data."""
 
     def context(self, v: torch.Tensor) -> torch.Tensor:
         """Document lengths D = sum_k v_k, (B, 1)."""
         return v.sum(dim=1, keepdim=True)
+
+    @classmethod
+    def check_data(cls, v: torch.Tensor, layer: str | None = None) -> None:
+        check_counts(v, layer or cls.label)
+
+
+class ReplicatedSoftmaxRBM(WordCountRBM):
+    visible_type = "softmax"
+    label = "replicated softmax"
 
     def hidden_bias(self, b_h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """D b_h, (B, H): the hidden biases scale with the document length."""
@@ -56,10 +65,6 @@ class ReplicatedSoftmaxRBM(BernoulliRBM):
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """F(v) = - v.b_v - sum_j softplus(D b_h + v W)_j, shape (B,)."""
         return -(v @ self.b_v) - F.softplus(self.hidden_input(v)).sum(dim=1)
-
-    @classmethod
-    def check_data(cls, v: torch.Tensor, layer: str | None = None) -> None:
-        check_counts(v, layer or cls.label)
 
 
 def _lengths(context: torch.Tensor | None, label: str) -> torch.Tensor:

@@ -22,6 +22,8 @@ output).
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -53,15 +55,47 @@ def pretrain_layer(index: int, data: torch.Tensor, params: dict, epochs: int, se
         return layer, layer.h_mean(data)
 
 
-def finetune(layers, data: torch.Tensor, epochs: int, noise: float, seed: int) -> DeepAutoencoder:
+def cached_layers(args, params: dict):
+    """pretrain_layer, reading and writing ``args.cache`` when it is set."""
+    def layer(index: int, data: torch.Tensor, layer_params: dict):
+        if args.cache is None:
+            return pretrain_layer(index, data, layer_params, args.epochs, args.seed)
+        key = f"{Path(args.data).resolve()}|{args.epochs}|{args.lr_poisson}|{args.seed}|{layer_params['hidden'][:index + 1]}"
+        path = args.cache / f"layer{index}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+        if path.exists():
+            trained = build_layer(index, data.shape[1], layer_params)
+            trained.load_state_dict(torch.load(path, weights_only=True))
+        else:
+            trained, _ = pretrain_layer(index, data, layer_params, args.epochs, args.seed)
+            args.cache.mkdir(parents=True, exist_ok=True)
+            torch.save(trained.state_dict(), path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+        with torch.no_grad():
+            return trained, trained.h_mean(data)
+    return layer
+
+
+def finetune(layers, data: torch.Tensor, epochs: int, noise: float, seed: int, method: str = "adam",
+             select=None) -> tuple[DeepAutoencoder, int]:
+    """Fine-tune; with ``select`` (model -> score, higher is better, evaluated before
+    training and after every epoch) return the best-scoring model and its epoch."""
     model = DeepAutoencoder.from_rbms(layers)
-    optimizer = finetune_optimizer(model, {"optimizer": "adam", "lr": 0.001})
+    optimizer = finetune_optimizer(model, {"optimizer": method, "lr": 0.001})
+    batch_size = 100 if method == "adam" else 1000
     torch.manual_seed(seed)
+    best = (select(model.eval()), 0, copy.deepcopy(model.state_dict())) if select else None
     for epoch in tqdm(range(epochs), desc=f"finetune ({model.code_size} bits)"):
-        finetune_epoch(model, optimizer, data, batch_size=100, n_batches=len(data) // 100,
+        model.train()
+        finetune_epoch(model, optimizer, data, batch_size=batch_size, n_batches=len(data) // batch_size,
                        generator=torch.Generator().manual_seed(seed + epoch), input_units=model.input_units,
-                       code_noise=noise, code_size=model.code_size)
-    return model.eval()
+                       code_noise=noise, code_size=model.code_size,
+                       method=None if method == "adam" else method)
+        if select and (score := select(model.eval())) > best[0]:
+            best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
+    if best is None:
+        return model.eval(), epochs
+    model.load_state_dict(best[2])
+    return model.eval(), best[1]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -72,24 +106,46 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--finetune-epochs", type=int, default=20, help="(default: %(default)s)")
     parser.add_argument("--lr-poisson", type=float, default=0.003, help="first layer's CD rate (default: %(default)s)")
     parser.add_argument("--code-noise", type=float, default=4.0, help="std of the code-layer noise (default: %(default)s)")
+    parser.add_argument("--optimizer", choices=["adam", "cg"], default="adam",
+                        help="fine-tuning: Adam on batches of 100, or the paper's conjugate gradients on batches "
+                             "of 1,000 (3 line searches each) (default: %(default)s)")
+    parser.add_argument("--select", action="store_true",
+                        help="keep the fine-tuning epoch (0 = the pretrained net) whose codes give the highest "
+                             "precision@100 for the validation documents querying the training documents")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the pretrained layers in this folder and reuse them on the next run "
+                             "with the same data, epochs, rates and seed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     X_train, y_train = read_split(args.data, "train")
     X_test, y_test = read_split(args.data, "test")
+    X_valid, y_valid = read_split(args.data, "validation")
     data = torch.from_numpy(X_train)
     params = {"hidden": [500, 500, 0], "code_units": "binary", "init_std": 0.01, "lr": 0.1, "lr_code": 0.001,
               "lr_layers": [args.lr_poisson, 0.1, 0.1], "weight_decay": 0.0002, "momentum_initial": 0.5,
               "visible_units": "poisson"}
     start = time.perf_counter()
-    first, h1 = pretrain_layer(0, data, params, args.epochs, args.seed)
-    second, h2 = pretrain_layer(1, h1, params, args.epochs, args.seed)
-    labels_train, labels_test = label_matrix(y_train, 20), label_matrix(y_test, 20)
+    cached = cached_layers(args, params)
+    first, h1 = cached(0, data, params)
+    second, h2 = cached(1, h1, params)
+    labels_train, labels_test, labels_valid = (label_matrix(y, 20) for y in (y_train, y_test, y_valid))
+
+    def validation_precision(model) -> float:
+        with torch.no_grad():
+            codes_train, codes_valid = model.encode(data).numpy(), model.encode(torch.from_numpy(X_valid)).numpy()
+        thresholds = fit_thresholds(codes_train)
+        curves = compare_methods({"codes": (pack_bits(binarize(codes_train, thresholds)),
+                                            pack_bits(binarize(codes_valid, thresholds)), "hamming")},
+                                 labels_valid, labels_train, np.array([100]))
+        return float(curves["codes"]["precision"][0])
     results = {"n_train": len(y_train), "n_test": len(y_test), "epochs": args.epochs,
-               "finetune_epochs": args.finetune_epochs, "code_noise": args.code_noise, "rows": {}}
+               "finetune_epochs": args.finetune_epochs, "code_noise": args.code_noise,
+               "optimizer": args.optimizer, "select": args.select, "rows": {}}
     for bits in args.bits:
-        top, _ = pretrain_layer(2, h2, {**params, "hidden": [500, 500, bits]}, args.epochs, args.seed)
-        model = finetune([first, second, top], data, args.finetune_epochs, args.code_noise, args.seed)
+        top, _ = cached(2, h2, {**params, "hidden": [500, 500, bits]})
+        model, epoch = finetune([first, second, top], data, args.finetune_epochs, args.code_noise, args.seed,
+                                args.optimizer, validation_precision if args.select else None)
         with torch.no_grad():
             codes_train, codes_test = model.encode(data).numpy(), model.encode(torch.from_numpy(X_test)).numpy()
         thresholds = fit_thresholds(codes_train)
@@ -99,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         curves = compare_methods(methods, labels_test, labels_train, np.array([100]))
         near_binary = float(((codes_train < 0.1) | (codes_train > 0.9)).mean())
         results["rows"][bits] = {name: float(c["precision"][0]) for name, c in curves.items()} | \
-            {"codes_within_0.1_of_0_or_1": near_binary}
+            {"codes_within_0.1_of_0_or_1": near_binary, "finetune_epochs_kept": epoch}
         print(bits, results["rows"][bits], flush=True)
     results["seconds"] = time.perf_counter() - start
     if args.out:

@@ -81,7 +81,7 @@ class PretrainParams(RayParams):
     init_std: float = 0.1
     cd_k: int = 1
     matmul_dtype: str = "float32"  # float32 | bfloat16: precision of CD's matrix products' inputs
-    visible_units: str = "auto"  # first layer: auto (bernoulli for images, poisson for word counts) | ...
+    visible_units: str = "auto"  # first layer: auto (bernoulli images, poisson counts) | ... | gaussian (standardised)
     layer_model: str = "rbm"  # rbm | autoencoder (stacked autoencoders; denoising with noise > 0)
     noise: float = 0.0  # autoencoder layers: fraction of inputs zeroed (masking noise)
     persistent: bool = False  # persistent CD (Tieleman 2008) instead of CD-k
@@ -95,8 +95,17 @@ class PretrainParams(RayParams):
         _check_ray(self, "pretrain")
         _check_stream(self, "pretrain")
         _check_choice("pretrain.matmul_dtype", self.matmul_dtype, ("float32", "bfloat16"))
-        _check_choice("pretrain.visible_units", self.visible_units, ("auto", "bernoulli", "softmax", "poisson"))
+        _check_choice("pretrain.visible_units", self.visible_units,
+                      ("auto", "bernoulli", "gaussian", "softmax", "poisson"))
         _check_choice("pretrain.layer_model", self.layer_model, ("rbm", "autoencoder"))
+        if self.visible_units == "gaussian" and self.layer_model != "rbm":
+            raise DulError("pretrain.visible_units: gaussian needs RBM layers (autoencoder layers have Bernoulli "
+                           "visibles); set pretrain.layer_model: rbm, or visible_units: bernoulli")
+        if self.visible_units in ("gaussian", "softmax", "poisson") and self.layer_model == "rbm" \
+                and len(self.hidden) == 1 and self.code_units == "linear":
+            raise DulError(f"pretrain.visible_units: {self.visible_units} with a single layer would need "
+                           "linear hidden units under them, which no RBM here has; add a layer to "
+                           "pretrain.hidden or set code_units: binary")
         if not 0 <= self.noise < 1:
             raise DulError(f"pretrain.noise is {self.noise}: must be in [0, 1)")
         if self.noise and self.layer_model != "autoencoder":
@@ -130,6 +139,7 @@ class FinetuneParams(RayParams):
     line_searches: int = 3  # cg and lbfgs: line searches (iterations) per batch
     init: str = "pretrained"  # pretrained (the unrolled stack) | random (the no-pretraining baseline)
     code_noise: float = 0.0  # std of Gaussian noise on the code layer's inputs (semantic hashing: 4)
+    keep: str = "last"  # last | best_precision (the epoch whose codes retrieve best; components/training/selection)
     stream: bool | str = "auto"  # auto | true | false: as pretrain.stream, for the train and validation splits
     seed: int = 0
 
@@ -138,6 +148,7 @@ class FinetuneParams(RayParams):
         _check_stream(self, "finetune")
         _check_choice("finetune.optimizer", self.optimizer, ("adam", "sgd", "cg", "lbfgs"))
         _check_choice("finetune.init", self.init, ("pretrained", "random"))
+        _check_choice("finetune.keep", self.keep, ("last", "best_precision"))
         _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
         if self.code_noise < 0:
             raise DulError(f"finetune.code_noise is {self.code_noise}: must be 0 or more")

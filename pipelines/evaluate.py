@@ -3,8 +3,14 @@
 Images: the paper's metric (Hinton & Salakhutdinov 2006), squared error
 summed over the pixels of a test image, averaged over test images, next to
 PCA with as many components as the code has units (fitted on the training
-split); figures of reconstructions, the first RBM's filters and samples from
-the DBN (ancestral sampling after 1,000 Gibbs steps in the top RBM).
+split). Both are in the data's units (pixel intensities in [0, 1]): a model
+with Gaussian inputs reconstructs in standardised units and is mapped back
+with the training split's mean and std first; its error in standardised
+units, what fine-tuning fitted, is reported as well
+(``test_squared_error_autoencoder_standardised``). Figures of
+reconstructions, the first RBM's filters and samples from the DBN
+(ancestral sampling after 1,000 Gibbs steps in the top RBM; Bernoulli
+stacks only).
 Documents (word counts): the test perplexity of the reconstructions next to
 the unigram model's, and the same three figures as tables of words (each
 hidden unit's top words, the documents' and their reconstructions' top words,
@@ -117,6 +123,9 @@ def _images(model, stack, X_train, X_test, y_test, card, params) -> tuple[dict, 
         word_table_figure(REPORTS / "samples.png", {"": [f"no DBN samples drawn: {reason}"]}, "DBN samples")
     figures = ["reconstructions.png", "filters.png", "samples.png"]
     metrics = {"test_squared_error_autoencoder": errors["autoencoder"], "test_squared_error_pca": errors["pca"]}
+    if model.standardise is not None:  # gaussian inputs: also in the units fine-tuning fitted
+        std = model.standardise.std.numpy()
+        metrics["test_squared_error_autoencoder_standardised"] = squared_error(X_test / std, recon["autoencoder"] / std)
     first = stack["layers"][0]
     if params.ais_chains and first.get("kind", "rbm") == "rbm" and first["hidden_type"] == "binary" \
             and first.get("visible_type", "bernoulli") == "bernoulli":

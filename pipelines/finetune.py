@@ -1,6 +1,8 @@
 """Stage finetune: unroll the RBM stack into a deep autoencoder and fine-tune it.
 
-Backpropagation of the reconstruction cross-entropy, as a Ray Train job.
+Backpropagation of the reconstruction cross-entropy (for Gaussian inputs:
+squared error / 2 in standardised units, the stack's mean and std; the
+reported squared errors are in the data's units), as a Ray Train job.
 Writes models/autoencoder.pt ({"config", "state_dict"}: loadable with
 torch.load(..., weights_only=True) and DeepAutoencoder.from_checkpoint),
 reports/finetune/curve.csv (a DVC plot) and reports/finetune/metrics.json.
@@ -33,6 +35,10 @@ def work(params: FinetuneParams) -> None:
         write_csv(REPORTS / "curve.csv", history)
         final = history[-1]
         metrics = {k: final[k] for k in ("train_loss", "train_squared_error", "valid_squared_error")}
+        if result["kept"]:  # keep: best_precision; the saved net is the kept epoch's
+            metrics |= {"kept_epoch": result["kept"]["epoch"],
+                        "valid_precision_at_100": result["kept"]["precision_at_100"],
+                        "valid_squared_error": result["kept"]["valid_squared_error"]}
         write_json(REPORTS / "metrics.json", metrics)
         mlrun.log_history(history, prefix="finetune_")
         mlrun.log_metrics(metrics)

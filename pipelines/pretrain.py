@@ -2,8 +2,11 @@
 
 Reads data/prepared, trains one RBM per entry of pretrain.hidden (the top one
 with linear code units by default) as a Ray Train job, and writes
-models/stack.pt (layer weights + config), reports/pretrain/curve.csv (a DVC
-plot) and reports/pretrain/metrics.json. A rerun after a crash resumes from
+models/stack.pt (layer weights + config; with ``visible_units: gaussian``
+also the training split's per-feature mean and std, which standardise the
+inputs here and in every later stage), reports/pretrain/curve.csv (a DVC
+plot) and reports/pretrain/metrics.json (a Gaussian layer 1's error is in
+standardised units). A rerun after a crash resumes from
 the last finished epoch (Ray Train checkpoints under ray_results/).
 """
 
@@ -29,7 +32,7 @@ def work(params: PretrainParams) -> None:
         config = {"model": "rbm-stack", "sizes": [n_visible, *params.hidden], "code_units": params.code_units,
                   "visible_units": result["layers"][0]["visible_type"], "layer_model": params.layer_model,
                   "dataset": card["dataset"], "shape": card.get("image_shape")}
-        save_torch(OUT, {"config": config, "layers": result["layers"]})
+        save_torch(OUT, {"config": config, **{k: result[k] for k in ("layers", "standardise") if k in result}})
         history = result["history"]
         write_csv(REPORTS / "curve.csv", [{"step": i, **row} for i, row in enumerate(history, start=1)])
         metrics = {f"layer{row['layer']}_recon_error": row["recon_error"]

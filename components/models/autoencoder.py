@@ -11,7 +11,12 @@ Decoder: logistic layers, then output units that match the data
 (``input_units``, the first RBM's visible type):
 
 - ``bernoulli``: logistic outputs, cross-entropy (pixel intensities in [0, 1]);
-- ``gaussian``: linear outputs, squared error / 2 (standardised real values);
+- ``gaussian``: linear outputs, squared error / 2 in standardised units.
+  The model holds the training set's per-feature mean and std
+  (``standardise``, a ``Standardise``; identity unless given): ``encode``,
+  ``forward`` and ``codes`` take raw inputs and standardise them first,
+  ``forward`` returns standardised reconstructions (what the loss fits, to
+  ``target(x)``), ``decode`` and ``reconstruct`` return the data's units;
 - ``poisson`` and ``softmax``: word counts. The outputs are a softmax over
   the vocabulary and the loss is the multinomial cross-entropy
   -sum_i v_i log softmax(z)_i, the Science paper's document autoencoder
@@ -26,14 +31,15 @@ which pushes the codes towards 0 and 1.
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError
-
+from components.models.standardise import Standardise
 
 INPUT_UNITS = ("bernoulli", "gaussian", "poisson", "softmax")
 COUNT_UNITS = ("poisson", "softmax")
@@ -53,15 +59,17 @@ class DeepAutoencoder(nn.Module):
         self.sizes = sizes
         self.code_units = code_units
         self.input_units = input_units
-        pairs = list(zip(sizes[:-1], sizes[1:]))
+        pairs = list(itertools.pairwise(sizes))
         self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.decoder = nn.ModuleList(nn.Linear(b, a) for a, b in reversed(pairs))
+        self.standardise = Standardise(sizes[0]) if input_units == "gaussian" else None
 
     @classmethod
-    def from_rbms(cls, rbms: Sequence[nn.Module]) -> "DeepAutoencoder":
-        """Unroll a trained stack: encoder W_i, b_h_i; decoder W_i^T, b_v_i (untied copies)."""
+    def from_rbms(cls, rbms: Sequence[nn.Module], standardise: dict | None = None) -> DeepAutoencoder:
+        """Unroll a trained stack: encoder W_i, b_h_i; decoder W_i^T, b_v_i (untied copies).
+        ``standardise``: {"mean", "std"} (D,) of the training inputs, for a Gaussian first layer."""
         sizes = [rbms[0].n_visible] + [rbm.n_hidden for rbm in rbms]
-        for below, above in zip(rbms[:-1], rbms[1:]):
+        for below, above in itertools.pairwise(rbms):
             if below.n_hidden != above.n_visible:
                 raise DulError(f"RBM stack does not chain: {below.n_hidden} hidden units feed {above.n_visible} visible")
         code_units = "linear" if rbms[-1].hidden_type == "linear" else "binary"
@@ -73,6 +81,13 @@ class DeepAutoencoder(nn.Module):
             for layer, rbm in zip(model.decoder, reversed(rbms)):
                 layer.weight.copy_(rbm.W)  # (D, H)
                 layer.bias.copy_(rbm.b_v)
+        if standardise is not None:
+            if model.standardise is None:
+                raise DulError(f"standardisation statistics apply to gaussian inputs, not {model.input_units}")
+            model.standardise = Standardise.from_statistics(standardise)
+            if len(model.standardise.mean) != sizes[0]:
+                raise DulError(f"standardisation statistics for {len(model.standardise.mean)} features, "
+                               f"but the stack has {sizes[0]} inputs; run pretrain again")
         return model
 
     @property
@@ -80,7 +95,9 @@ class DeepAutoencoder(nn.Module):
         return self.sizes[-1]
 
     def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, D) data -> (B, code_size) codes; ``noise`` (B, code_size) is added to the code layer's input."""
+        """(B, D) data (raw: gaussian inputs are standardised here) -> (B, code_size) codes;
+        ``noise`` (B, code_size) is added to the code layer's input."""
+        x = self.target(x)
         for i, layer in enumerate(self.encoder):
             if i == 0 and self.input_units == "softmax":  # b_h scaled by the document length N
                 z = torch.addmm(x.sum(dim=1, keepdim=True) * layer.bias, x, layer.weight.T)
@@ -98,20 +115,31 @@ class DeepAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
         """(B, code_size) -> (B, D) reconstruction: probabilities in [0, 1] for
-        bernoulli, values for gaussian, word distributions for counts (times
-        ``length`` (B, 1) if given)."""
-        return output_mean(self.decode_logits(z), self.input_units, length)
+        bernoulli, values in the data's units for gaussian, word distributions
+        for counts (times ``length`` (B, 1) if given)."""
+        return self._data_units(output_mean(self.decode_logits(z), self.input_units, length))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, D) mean reconstruction in the data's own units."""
-        return output_mean(self(x), self.input_units, x.sum(dim=1, keepdim=True))
+        return self._data_units(output_mean(self(x), self.input_units, x.sum(dim=1, keepdim=True)))
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """What the output logits fit, (B, D): x standardised for gaussian inputs, x itself otherwise."""
+        return x if self.standardise is None else self.standardise(x)
+
+    def _data_units(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean if self.standardise is None else self.standardise.inverse(mean)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, D) -> (B, D) output logits (what a DDP wrapper calls); ``noise``: see ``encode``."""
+        """(B, D) raw inputs -> (B, D) output logits, standardised reconstructions for gaussian
+        inputs (what a DDP wrapper calls); ``noise``: see ``encode``."""
         return self.decode_logits(self.encode(x, noise))
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reconstruction_losses(self(x), x, self.input_units)
+        """``reconstruction_losses`` of raw x (B, D); for gaussian inputs the loss in
+        standardised units, the squared error in the data's."""
+        std = None if self.standardise is None else self.standardise.std  # (D,): standardised -> data units
+        return reconstruction_losses(self(x), self.target(x), self.input_units, std)
 
     def codes(self, x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
         """Binary codes for retrieval: code units above their thresholds, (B, code_size) bool."""
@@ -124,7 +152,7 @@ class DeepAutoencoder(nn.Module):
         return {"config": config, "state_dict": self.state_dict()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "DeepAutoencoder":
+    def from_checkpoint(cls, checkpoint: dict) -> DeepAutoencoder:
         config = checkpoint["config"]
         model = cls(config["sizes"], config["code_units"], config.get("input_units", "bernoulli"))
         model.load_state_dict(checkpoint["state_dict"])
@@ -141,11 +169,14 @@ def output_mean(logits: torch.Tensor, input_units: str, length: torch.Tensor | N
     return probabilities if length is None else probabilities * length
 
 
-def reconstruction_losses(logits: torch.Tensor, x: torch.Tensor, input_units: str = "bernoulli") -> dict[str, torch.Tensor]:
+def reconstruction_losses(logits: torch.Tensor, x: torch.Tensor, input_units: str = "bernoulli",
+                          std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The training loss summed over the D inputs and averaged over the batch,
     and the paper's squared reconstruction error (same reduction).
 
-    bernoulli: cross-entropy; gaussian: squared error / 2; counts:
+    bernoulli: cross-entropy; gaussian: squared error / 2 of standardised x
+    against the logits, the squared error then scaled back to the data's
+    units by the features' ``std`` (D,) if given; counts:
     -sum_i v_i log softmax(z)_i, with ``loss_per_word`` (its total over the
     batch's words: the log of the perplexity) also returned."""
     batch = len(x)
@@ -159,5 +190,8 @@ def reconstruction_losses(logits: torch.Tensor, x: torch.Tensor, input_units: st
         squared_error = (output_mean(logits, input_units, length) - x).pow(2).sum() / batch
         return {"loss": total / batch, "squared_error": squared_error.detach(),
                 "loss_per_word": (total / length.sum().clamp(min=1)).detach()}
-    squared_error = (output_mean(logits, input_units) - x).pow(2).sum() / batch
+    difference = output_mean(logits, input_units) - x  # (B, D)
+    if std is not None:  # standardised -> data units: (z^ - z) * std = x^ - x
+        difference = difference * std
+    squared_error = difference.pow(2).sum() / batch
     return {"loss": loss, "squared_error": squared_error.detach()}

@@ -4,7 +4,10 @@
 (``models/stack.pt``, loadable with ``torch.load(weights_only=True)``): the
 parameters ``W`` (D, H), ``b_v`` (D,), ``b_h`` (H,) plus the unit types and
 the layer kind. ``layer_from_state`` rebuilds the right class. Stacks saved
-before the kinds were recorded hold Bernoulli RBMs.
+before the kinds were recorded hold Bernoulli RBMs. A stack with a Gaussian
+first layer also holds ``standardise``: ``{"mean", "std"}`` (D,), the
+training split's per-feature statistics its inputs are standardised with
+(``components.models.standardise``).
 """
 
 from __future__ import annotations

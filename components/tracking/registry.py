@@ -7,7 +7,9 @@ pyfunc model logged into the stage's own run, so its version's run is the
 stage run that lineage follows (``dul lineage models:/dul-encoder@champion``):
 
 - ``dul-encoder``: input float32 (-1, D) vectors in the data's own units
-  (pixel intensities in [0, 1], or word counts), output float32 (-1, C)
+  (pixel intensities in [0, 1], or word counts; an encoder with Gaussian
+  inputs standardises them itself, with the training split's mean and std
+  it carries), output float32 (-1, C)
   codes, the encoder's code layer (``DeepAutoencoder.encode``).
 - ``dul-index``: input the same float32 (-1, D) queries; output one row per
   query with ``ids`` (the ids of its k nearest items by Hamming distance of

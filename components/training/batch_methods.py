@@ -25,18 +25,21 @@ METHODS = ("cg", "lbfgs")
 
 
 def minimize_batch(model: torch.nn.Module, x: torch.Tensor, method: str, line_searches: int,
-                   world_size: int = 1, input_units: str = "bernoulli", noise: torch.Tensor | None = None) -> None:
-    """Run ``line_searches`` iterations of ``method`` on the reconstruction loss of batch ``x`` (B, D).
+                   world_size: int = 1, input_units: str = "bernoulli", noise: torch.Tensor | None = None,
+                   target: torch.Tensor | None = None) -> None:
+    """Run ``line_searches`` iterations of ``method`` on the reconstruction loss of batch ``x`` (B, D)
+    against ``target`` (B, D) (default x; gaussian inputs: x standardised, ``DeepAutoencoder.target``).
 
     ``noise`` (B, code) is the code-layer noise, drawn once per batch and
     reused by every evaluation ("deterministic noise", Salakhutdinov &
     Hinton 2009), so the line searches see one fixed objective."""
     parameters = [p for p in model.parameters() if p.requires_grad]
+    target = x if target is None else target
 
     def evaluate() -> torch.Tensor:  # loss averaged over workers; .grad set (averaged by DDP)
         for p in parameters:
             p.grad = None
-        loss = reconstruction_losses(model(x, noise), x, input_units)["loss"]
+        loss = reconstruction_losses(model(x, noise), target, input_units)["loss"]
         loss.backward()
         value = loss.detach().clone()
         if world_size > 1:

@@ -2,7 +2,10 @@
 
 Hinton & Salakhutdinov (2006): the pretrained RBM stack is unrolled into an
 encoder and a decoder (``DeepAutoencoder.from_rbms``) and the whole network
-is trained on the cross-entropy of its reconstructions. The paper used
+is trained on the cross-entropy of its reconstructions (for a Gaussian
+first layer: squared error / 2 of the standardised inputs, the unrolled
+net standardising them with the stack's statistics; ``train_squared_error``
+and ``valid_squared_error`` are in the data's units). The paper used
 conjugate gradients on batches of 1,000 (``optimizer: cg``, or ``lbfgs``;
 see ``batch_methods``); Adam is the default here, SGD with momentum also
 works. ``init: random`` trains the same architecture from random weights:
@@ -26,15 +29,22 @@ from components.data.stream import Batches, as_batches, open_split, should_strea
 from components.errors import DulError
 from components.models import DeepAutoencoder
 from components.models.autoencoder import reconstruction_losses
+from components.models.standardise import Standardise
 from components.training import runtime
 from components.training.batch_methods import METHODS, minimize_batch
 from components.training.pretrain import rbm_from_state
 from components.training.progress import publish
+from components.training.selection import RetrievalScore
 
 
 def unroll(stack: dict) -> DeepAutoencoder:
-    """The deep autoencoder a saved RBM stack unrolls into."""
-    return DeepAutoencoder.from_rbms([rbm_from_state(layer) for layer in stack["layers"]])
+    """The deep autoencoder a saved RBM stack unrolls into, with the stack's
+    input standardisation (``stack["standardise"]``) for a Gaussian first layer."""
+    rbms = [rbm_from_state(layer) for layer in stack["layers"]]
+    if rbms[0].visible_type == "gaussian" and "standardise" not in stack:
+        raise DulError("the stack's first layer has gaussian visible units but the stack holds no "
+                       "standardisation statistics (mean, std per feature); run pretrain again")
+    return DeepAutoencoder.from_rbms(rbms, stack.get("standardise"))
 
 
 def initial_model(stack: dict, params: dict) -> DeepAutoencoder:
@@ -43,7 +53,9 @@ def initial_model(stack: dict, params: dict) -> DeepAutoencoder:
     net = unroll(stack)
     if params["init"] == "random":
         torch.manual_seed(runtime.seed_for(params["seed"], 0xA11))
-        net = DeepAutoencoder(net.sizes, net.code_units, net.input_units)
+        fresh = DeepAutoencoder(net.sizes, net.code_units, net.input_units)
+        fresh.standardise = net.standardise  # the same inputs, whatever the weights
+        return fresh
     return net
 
 
@@ -59,7 +71,7 @@ def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimize
 def train_epoch(model, optimizer, data: Batches | torch.Tensor, *, batch_size: int | None = None,
                 n_batches: int | None = None, generator: torch.Generator, method: str | None = None,
                 line_searches: int = 3, world_size: int = 1, input_units: str = "bernoulli",
-                code_noise: float = 0.0, code_size: int = 0) -> dict[str, float]:
+                code_noise: float = 0.0, code_size: int = 0, standardise: Standardise | None = None) -> dict[str, float]:
     """One pass of minibatch backprop over ``data``, a ``Batches`` (or a tensor
     (N, D) with ``batch_size`` and ``n_batches``); ``model`` maps (B, D) to output logits.
 
@@ -67,20 +79,23 @@ def train_epoch(model, optimizer, data: Batches | torch.Tensor, *, batch_size: i
     iterations of it instead of one ``optimizer`` step; the reported losses
     are then those at the start of each batch's minimisation. ``code_noise``
     > 0 adds N(0, code_noise^2) noise (B, code_size) to the code layer's
-    inputs, drawn from the global torch generator."""
+    inputs, drawn from the global torch generator. ``standardise`` (gaussian
+    inputs, the net's own): the logits fit x standardised, the loss is in
+    standardised units and the squared error in the data's."""
     batches = as_batches(data, batch_size, n_batches)
     totals = torch.zeros(2, device=batches.device)
     for x in batches.epoch(generator):  # (B, D)
         noise = code_noise * torch.randn(len(x), code_size, device=x.device) if code_noise > 0 else None
+        target, std = (x, None) if standardise is None else (standardise(x), standardise.std)
         if method is None:
-            losses = reconstruction_losses(model(x, noise), x, input_units)
+            losses = reconstruction_losses(model(x, noise), target, input_units, std)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
         else:
             with torch.no_grad():
-                losses = reconstruction_losses(model(x, noise), x, input_units)
-            minimize_batch(model, x, method, line_searches, world_size, input_units, noise)
+                losses = reconstruction_losses(model(x, noise), target, input_units, std)
+            minimize_batch(model, x, method, line_searches, world_size, input_units, noise, target)
         totals += torch.stack([losses["loss"].detach(), losses["squared_error"]])
     loss, squared_error = (totals / batches.n_batches).tolist()
     return {"train_loss": loss, "train_squared_error": squared_error}
@@ -117,23 +132,34 @@ def finetune_loop(config: dict) -> None:
     if rank == 0:
         publish(config["progress"], step=len(state["history"]))
     start = state["next_epoch"]
+    score = RetrievalScore(config["data_dir"]) if params.get("keep", "last") == "best_precision" else None
+    if score is not None and "best" not in state:  # epoch 0: the net before any fine-tuning
+        state["best"] = {"epoch": 0, "precision_at_100": score(net.eval()),
+                         "valid_squared_error": squared_error(net, valid), "model": _cpu_state(net)}
     for epoch in range(start, params["epochs"]):
         torch.manual_seed(runtime.seed_for(params["seed"], epoch, rank))
         generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], epoch, rank, 1))
         net.train()
         stats = train_epoch(model, optimizer, data, generator=generator, method=method,
                             line_searches=params["line_searches"], world_size=world, input_units=net.input_units,
-                            code_noise=params["code_noise"], code_size=net.code_size)
+                            code_noise=params["code_noise"], code_size=net.code_size, standardise=net.standardise)
         stats = runtime.all_reduce_mean(stats, world, device)
         net.eval()
         stats["valid_squared_error"] = squared_error(net, valid)
         if not all(math.isfinite(v) for v in stats.values()):
             raise DulError(f"finetune: training diverged (NaN/inf) at epoch {epoch + 1}; "
                            "the last good checkpoint is kept; lower finetune.lr")
+        best = state.get("best")
+        if score is not None:
+            stats["valid_precision_at_100"] = score(net)
+            if stats["valid_precision_at_100"] > best["precision_at_100"]:
+                best = {"epoch": epoch + 1, "precision_at_100": stats["valid_precision_at_100"],
+                        "valid_squared_error": stats["valid_squared_error"], "model": _cpu_state(net)}
         row = {"epoch": epoch + 1, **stats}
-        state = {"history": state["history"] + [row], "next_epoch": epoch + 1,
-                 "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        state = {"history": state["history"] + [row], "next_epoch": epoch + 1, "model": _cpu_state(net),
                  "optimizer": optimizer.state_dict() if optimizer else None, "config": net.to_checkpoint()["config"]}
+        if best is not None:
+            state["best"] = best
         runtime.save_checkpoint(state, row, rank)
         if rank == 0:
             line = (f"finetune epoch {epoch + 1}/{params['epochs']}  loss {stats['train_loss']:.3f}  "
@@ -144,11 +170,20 @@ def finetune_loop(config: dict) -> None:
         runtime.save_checkpoint(state, state["history"][-1], rank)
 
 
+def _cpu_state(net: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
 def finetune_autoencoder(data_dir: str | Path, stack_path: str | Path, params: FinetuneParams, key: str) -> dict:
-    """Fine-tune as a Ray Train job; return ``{"checkpoint": ..., "history": [...]}``
-    where ``checkpoint`` is ``DeepAutoencoder.to_checkpoint()`` of the result."""
+    """Fine-tune as a Ray Train job; return ``{"checkpoint": ..., "history": [...], "kept": ...}``
+    where ``checkpoint`` is ``DeepAutoencoder.to_checkpoint()`` of the result: the last
+    epoch's net, or with ``keep: best_precision`` the best one, described by ``kept``
+    (``epoch``, 0 = before fine-tuning; ``precision_at_100``; ``valid_squared_error``)."""
     config = {"data_dir": os.path.abspath(data_dir), "stack_path": os.path.abspath(stack_path),
               "params": as_dict(params)}
     state = runtime.fit(finetune_loop, config, name=f"finetune-{key}", params=params,
                         total_steps=params.epochs, desc="finetune")
-    return {"checkpoint": {"config": state["config"], "state_dict": state["model"]}, "history": state["history"]}
+    best = state.get("best")  # finetune.keep: best_precision
+    kept = {k: v for k, v in best.items() if k != "model"} if best else None
+    return {"checkpoint": {"config": state["config"], "state_dict": best["model"] if best else state["model"]},
+            "history": state["history"], "kept": kept}

@@ -4,8 +4,10 @@ stacked (denoising) autoencoders.
 Hinton, Osindero & Teh (2006); Hinton & Salakhutdinov (2006). Layer i is an
 RBM trained by CD-k (or persistent CD) on the hidden probabilities of layer
 i - 1; the first layer's visible units match the data (Bernoulli for pixel
-intensities, constrained Poisson or replicated softmax for word counts) and
-the top layer may have linear code units. With ``layer_model: autoencoder``
+intensities, constrained Poisson or replicated softmax for word counts,
+Gaussian for real values: standardised first with the training split's
+per-feature mean and std, computed in one streamed pass) and the top layer
+may have linear code units. With ``layer_model: autoencoder``
 each layer is instead a tied-weight autoencoder (Bengio et al. 2007; with
 ``noise`` > 0 a denoising one, Vincent et al. 2008), trained by the same
 routine through the shared ``layer_step``. Runs as one Ray Train job over
@@ -34,8 +36,11 @@ from components.models import AutoencoderLayer, BernoulliRBM, make_rbm
 from components.models.regularizers import add_sparsity_gradient
 from components.models.stack import layer_from_state as rbm_from_state
 from components.models.stack import layer_state
+from components.models.standardise import Standardise, feature_statistics
 from components.training import runtime
 from components.training.progress import publish
+
+STATISTICS_ROWS = 4096  # rows per chunk of the standardisation pass
 
 
 def build_layer(index: int, n_visible: int, params: dict) -> BernoulliRBM | AutoencoderLayer:
@@ -108,6 +113,8 @@ def pretrain_loop(config: dict) -> None:
     streaming = should_stream(params.get("stream", False), config["data_dir"], ["train"])
     batches = open_split(config["data_dir"], "train", batch_size=params["batch_size"], streaming=streaming,
                          rank=rank, world=world, device=device, stage="pretrain")
+    if config.get("standardise") is not None:  # gaussian visibles: the driver's statistics, every worker alike
+        batches = batches.through(Standardise.from_statistics(config["standardise"]).to(device))
     first_layer = build_layer(0, batches.first().shape[1], params)
     batches = batches.through(_checked(first_layer, "pretrain layer 1"))  # streamed: every batch, as drawn
     state = runtime.load_checkpoint() or {"layers": [], "history": [], "current": None, "next_epoch": 0}
@@ -177,8 +184,11 @@ def _train_layer(index, batches: Batches, state, params, config, rank, world, de
 def _check_finite(rbm: BernoulliRBM, stats: dict, index: int, epoch: int) -> None:
     finite = math.isfinite(stats["recon_error"]) and all(torch.isfinite(p).all() for p in rbm.parameters())
     if not finite:
+        fix = "lower pretrain.lr or pretrain.lr_code"
+        if rbm.visible_type == "gaussian":  # unit-variance real inputs take rates ~100 times smaller (Hinton's guide)
+            fix = "a Gaussian layer needs a small rate: set pretrain.lr_layers, one rate per layer, about 0.001 for layer 1"
         raise DulError(f"pretrain: training diverged (NaN/inf) in layer {index + 1} at epoch {epoch + 1}; "
-                       "the last good checkpoint is kept; lower pretrain.lr or pretrain.lr_code")
+                       f"the last good checkpoint is kept; {fix}")
 
 
 def resolved(params: PretrainParams, card: dict) -> dict:
@@ -187,15 +197,31 @@ def resolved(params: PretrainParams, card: dict) -> dict:
     values = as_dict(params)
     if values["visible_units"] == "auto":
         values["visible_units"] = "poisson" if card.get("kind") == "bow" else "bernoulli"
+    if values["visible_units"] == "gaussian" and card.get("kind") == "bow":
+        raise DulError(f"pretrain.visible_units: gaussian is for real-valued features (images), but "
+                       f"{card.get('dataset', 'the data')} is word counts; set it to auto (constrained poisson), "
+                       "poisson or softmax (replicated softmax)")
     return values
 
 
+def input_statistics(data_dir: str | Path) -> dict[str, torch.Tensor]:
+    """Per-feature mean and std (D,) of the training split, read in one streamed
+    pass (memory: a row group), for the Gaussian first layer's standardisation."""
+    split = open_split(data_dir, "train", batch_size=1, streaming=True)
+    return feature_statistics(split.sequential(STATISTICS_ROWS), what=f"{data_dir}/train.parquet")
+
+
 def pretrain_stack(data_dir: str | Path, params: PretrainParams, key: str) -> dict:
-    """Train the stack as a Ray Train job; return ``{"layers": [...], "history": [...]}``.
+    """Train the stack as a Ray Train job; return ``{"layers": [...], "history": [...]}``,
+    plus ``"standardise": {"mean", "std"}`` (D,) for a Gaussian first layer: its
+    inputs are the training split standardised with them (``Standardise``).
 
     ``key`` identifies the work (config and data): the same key resumes the same run.
     """
     config = {"data_dir": os.path.abspath(data_dir), "params": resolved(params, read_card(data_dir))}
+    gaussian = config["params"]["visible_units"] == "gaussian"
+    config["standardise"] = input_statistics(data_dir) if gaussian else None
     state = runtime.fit(pretrain_loop, config, name=f"pretrain-{key}", params=params,
                         total_steps=len(params.hidden) * params.epochs, desc="pretrain")
-    return {"layers": state["layers"], "history": state["history"]}
+    result = {"layers": state["layers"], "history": state["history"]}
+    return result | ({"standardise": config["standardise"]} if gaussian else {})

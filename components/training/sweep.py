@@ -153,7 +153,7 @@ def run_trial(config: dict) -> None:
     key = f"{setup['name']}-{tune.get_context().get_trial_id()}"
     stack = pretrain_stack(setup["data_dir"], params["pretrain"], key=key)
     stack_path = Path(os.path.abspath("stack.pt"))
-    save_torch(stack_path, {"layers": stack["layers"]})
+    save_torch(stack_path, {k: stack[k] for k in ("layers", "standardise") if k in stack})
     finetune = params["finetune"]
     job = {"data_dir": setup["data_dir"], "stack_path": str(stack_path), "params": as_dict(finetune)}
     state = runtime.fit(finetune_loop, job, name=f"finetune-{key}", params=finetune,

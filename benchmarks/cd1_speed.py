@@ -20,6 +20,7 @@ Energy-based core issue asks for 2x).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -106,6 +107,7 @@ def main() -> int:
     parser.add_argument("--target", type=float, default=2.0, help="required speed-up over scikit-learn")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     X = load(args.data, args.n)
     flops = 10 * len(X) * X.shape[1] * N_HIDDEN
     peak = matmul_gflops()
@@ -122,7 +124,8 @@ def main() -> int:
             times[name].append(epoch(X, seed))
     medians = {name: statistics.median(t) for name, t in times.items()}
     print(f"CD-1 epoch: {len(X):,} images, {X.shape[1]} -> {N_HIDDEN}, batch {BATCH}, {args.threads} threads; "
-          f"fp32 matmul peak {peak:.0f} GFLOP/s (torch.mm 2048^2)")
+          f"fp32 matmul peak {peak:.0f} GFLOP/s (torch.mm 2048^2); load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after (a shared machine: compare ratios, not seconds)")
     print(f"{'contender':32s} {'median s':>9s} {'vs sklearn':>11s} {'GFLOP/s':>8s} {'of fp32 peak':>13s}")
     sklearn = medians["scikit-learn BernoulliRBM"]
     for name, seconds in medians.items():

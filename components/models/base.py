@@ -55,7 +55,9 @@ class EnergyModel(Protocol):
     def v_mean(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor: ...  # E[v | h]
 
     def cd_gradients(self, v_pos: torch.Tensor, k: int = 1, dtype: torch.dtype | None = None,
-                     chain: torch.Tensor | None = None) -> torch.Tensor: ...  # sets .grad; (B, D)
+                     chain: torch.Tensor | None = None, *,
+                     into: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                     beta: float = 0.0) -> torch.Tensor: ...  # sets .grad (or into = beta * into + grad); (B, D)
 
     def check_data(self, v: torch.Tensor, layer: str | None = None) -> None: ...  # DulError if v is unfit
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from components.data.idx import read_idx
 from components.models.classifier import DBNClassifier
-from components.training.pretrain import build_layer, make_optimizer, train_epoch
+from components.training.pretrain import train_stack_in_memory
 
 SIZES = (500, 500, 2000)
 RECIPE = {"hidden": list(SIZES), "code_units": "binary", "init_std": 0.1, "lr": 0.1, "lr_code": 0.001,
@@ -42,23 +42,13 @@ def load(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def pretrain(X: torch.Tensor, epochs: int, seed: int) -> list:
     """Greedy CD-1 stack, paper recipe; returns the trained layers bottom to top."""
-    layers, data = [], X
     bar = tqdm(total=len(SIZES) * epochs, desc="pretrain", unit="epoch")
-    for index in range(len(SIZES)):
-        torch.manual_seed(seed + index)
-        rbm = build_layer(index, data.shape[1], RECIPE)
-        optimizer = make_optimizer(rbm, index, RECIPE)
-        for epoch in range(epochs):
-            momentum = RECIPE["momentum_initial"] if epoch < RECIPE["momentum_switch_epoch"] else RECIPE["momentum_final"]
-            for group in optimizer.param_groups:
-                group["momentum"] = momentum
-            stats = train_epoch(rbm, optimizer, data, batch_size=100, n_batches=len(data) // 100, cd_k=1,
-                                generator=torch.Generator().manual_seed(seed * 1000 + index * 100 + epoch))
-            bar.update()
-            bar.set_postfix(layer=index + 1, recon=f"{stats['recon_error']:.2f}")
-        layers.append(rbm)
-        with torch.no_grad():
-            data = rbm.h_mean(data)
+
+    def progress(index: int, stats: dict) -> None:
+        bar.update()
+        bar.set_postfix(layer=index + 1, recon=f"{stats['recon_error']:.2f}")
+
+    layers = train_stack_in_memory(X, RECIPE, epochs, seed=seed, on_epoch=progress)
     bar.close()
     return layers
 

@@ -107,6 +107,45 @@ def train_epoch(rbm: BernoulliRBM, optimizer, data: Batches | torch.Tensor, *, b
     return {"recon_error": squared_error.item() / (batches.n_batches * batches.batch_size)}
 
 
+def set_momentum(optimizer: torch.optim.SGD, epoch: int, params: dict) -> None:
+    """The recipe's schedule: ``momentum_initial`` before ``momentum_switch_epoch``, then ``momentum_final``."""
+    momentum = params["momentum_initial"] if epoch < params["momentum_switch_epoch"] else params["momentum_final"]
+    for group in optimizer.param_groups:
+        group["momentum"] = momentum
+
+
+def train_stack_in_memory(X: torch.Tensor, params: dict, epochs: int, *, seed: int = 0, below: list | None = None,
+                          on_epoch=None) -> list:
+    """Greedy layer-wise CD training in this process, no Ray and no checkpoints:
+    for benchmarks on data held in memory (the pipeline's stage is ``pretrain_stack``).
+
+    ``params`` as the pretrain section (``hidden``, ``code_units``, the rates,
+    momentum schedule and weight cost; ``cd_k`` defaults to 1). ``below``:
+    trained layers the stack starts on (layers ``len(below)`` and up of
+    ``hidden`` are trained, on their hidden means). ``on_epoch(layer, stats)``
+    is called after every epoch. Returns all layers, bottom to top."""
+    layers, data = list(below or []), X
+    with torch.no_grad():
+        for layer in layers:
+            data = layer.h_mean(data)
+    for index in range(len(layers), len(params["hidden"])):
+        torch.manual_seed(seed + index)
+        rbm = build_layer(index, data.shape[1], params)
+        optimizer = make_optimizer(rbm, index, params)
+        for epoch in range(epochs):
+            set_momentum(optimizer, epoch, params)
+            stats = train_epoch(rbm, optimizer, data, batch_size=params.get("batch_size", 100),
+                                n_batches=len(data) // params.get("batch_size", 100), cd_k=params.get("cd_k", 1),
+                                generator=torch.Generator().manual_seed(seed * 1000 + index * 100 + epoch))
+            _check_finite(rbm, stats, index, epoch)
+            if on_epoch is not None:
+                on_epoch(index, stats)
+        layers.append(rbm)
+        with torch.no_grad():
+            data = rbm.h_mean(data)
+    return layers
+
+
 class FusedSGD:
     """``rbm.layer_step`` and ``optimizer.step()`` of plain SGD (momentum, weight
     decay, no dampening or Nesterov) in fewer passes over W: SGD's
@@ -212,9 +251,7 @@ def _train_layer(index, batches: Batches, state, params, config, rank, world, de
     sparsity = {"target": params["sparsity_target"], "cost": params["sparsity_cost"], "q": None} \
         if params.get("sparsity_cost", 0) > 0 and not isinstance(rbm, AutoencoderLayer) else None
     for epoch in range(state["next_epoch"], epochs):
-        momentum = params["momentum_initial"] if epoch < params["momentum_switch_epoch"] else params["momentum_final"]
-        for group in optimizer.param_groups:
-            group["momentum"] = momentum
+        set_momentum(optimizer, epoch, params)
         torch.manual_seed(runtime.seed_for(params["seed"], index, epoch, rank))
         generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], index, epoch, rank, 1))
         stats = train_epoch(rbm, optimizer, batches, cd_k=params["cd_k"], generator=generator, world_size=world,

@@ -15,7 +15,7 @@ from components.config import parse_section
 from components.data import ingest, read_split
 from components.errors import DulError
 from components.training import pretrain_stack, runtime
-from components.training.pretrain import build_layer, make_optimizer, train_epoch
+from components.training.pretrain import build_layer, make_optimizer, train_epoch, train_stack_in_memory
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,20 @@ def params(**overrides):
 
 
 @pytest.mark.ray
+def test_in_memory_stack_trains_only_the_layers_above_the_given_ones(digits):
+    params = {"hidden": [32, 16, 2], "code_units": "linear", "init_std": 0.1, "lr": 0.1, "lr_code": 0.001,
+              "weight_decay": 0.0002, "momentum_initial": 0.5, "momentum_final": 0.9, "momentum_switch_epoch": 1}
+    data = torch.from_numpy(read_split(digits, "train")[0])
+    seen = []
+    full = train_stack_in_memory(data, params, 2, on_epoch=lambda layer, stats: seen.append(layer))
+    assert [(rbm.n_visible, rbm.n_hidden, rbm.hidden_type) for rbm in full] == \
+        [(64, 32, "binary"), (32, 16, "binary"), (16, 2, "linear")] and seen == [0, 0, 1, 1, 2, 2]
+    bottom = [layer.W.clone() for layer in full[:2]]
+    top = train_stack_in_memory(data, params, 2, below=full[:2])
+    assert top[:2] == full[:2] and all(torch.equal(a.W, b) for a, b in zip(top[:2], bottom))  # reused, untouched
+    torch.testing.assert_close(top[2].W, full[2].W)  # the same seeds: the top layer as in the full run
+
+
 def test_relaunch_resumes_after_the_finished_layers(digits, workdir, ray_instance):
     one_layer = pretrain_stack(digits, params(hidden=[16]), key="resume")
     two_layers = pretrain_stack(digits, params(hidden=[16, 4]), key="resume")  # same run name

@@ -17,9 +17,10 @@ from components.errors import DulError
 EPILOG = """\
 The folder index/search (written by `dvc repro index`) encodes a free-text
 query with the stored encoder, looks up its semantic address (everything
-within Hamming radius --radius, default 2, for codes of up to 32 bits; the
-10 k nearest codes for longer ones) and re-ranks that shortlist by TF-IDF
-cosine with the query (--no-rerank: Hamming distance only). Image indexes
+within Hamming radius --radius, default 2, for codes of up to 32 bits, grown
+by the nearest codes outside it to at least --shortlist items; the
+--shortlist nearest codes for longer ones) and re-ranks that shortlist by
+TF-IDF cosine with the query (--no-rerank: Hamming distance only). Image indexes
 answer --doc/--item only. index/codes.npz answers --item only.
 
 examples:
@@ -45,6 +46,8 @@ def add_search(commands) -> None:
     search.add_argument("-k", type=int, default=10, help="number of results (default: %(default)s)")
     search.add_argument("--radius", type=int, metavar="R", help="Hamming radius of the address lookup "
                         "(codes of up to 32 bits; default: 2)")
+    search.add_argument("--shortlist", type=int, metavar="N", help="items re-ranked by TF-IDF: the ball, grown "
+                        "to at least N by the nearest codes, or the N nearest codes (default: 10 k)")
     search.add_argument("--no-rerank", action="store_true", help="rank by Hamming distance only, no TF-IDF")
 
 
@@ -65,7 +68,7 @@ def run_search(args) -> int:
     start = time.perf_counter()
     index = load_search_index(path)
     loaded = time.perf_counter() - start
-    options = {"k": args.k, "radius": args.radius, "rerank": not args.no_rerank}
+    options = {"k": args.k, "radius": args.radius, "shortlist": args.shortlist, "rerank": not args.no_rerank}
     if args.query:
         result = search_text(index, " ".join(args.query), **options)
     else:

@@ -19,8 +19,9 @@ It also writes index/search, the folder `dul search` answers free-text and
 document queries from (codes, address table, thresholds, ids, titles, the
 encoder and, for word counts, the vocabulary and TF-IDF rows). For word
 counts the same test queries then search the whole collection two ways, the
-paper's comparison: a Hamming-ball shortlist (radius 2; k=100 nearest codes
-above 32 bits) re-ranked by TF-IDF, against TF-IDF over every item:
+paper's comparison: a Hamming-ball shortlist (radius 2, grown to 100 items
+by the nearest codes outside it; the 100 nearest codes above 32 bits)
+re-ranked by TF-IDF, against TF-IDF over every item:
 precision@k and the mean query time of each (``search/*`` metrics).
 
 Registers index/search in the MLflow model registry as dul-index, a model

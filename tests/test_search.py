@@ -90,6 +90,21 @@ def test_rerank_orders_the_shortlist_by_tfidf_cosine(folder):
     assert sorted(h["row"] for h in result.hits) == sorted(rows.tolist())
 
 
+def test_a_small_ball_is_grown_to_the_shortlist_by_the_nearest_codes(folder):
+    index = load_search_index(folder)
+    result = search_item(index, 0, k=2, radius=0, shortlist=12)
+    ball = search_item(index, 0, k=2, radius=0, shortlist=2)
+    assert result.shortlist == 12 and ball.shortlist < 12, (result.method, ball.method)
+    assert "nearest outside it" in result.method
+    words = index.hash.words  # (N, 1) uint64: 8-bit codes
+    rows, distances, _ = candidates(index, words[:1], 2, 0, 12, exclude=0)
+    assert len(rows) == 12 and 0 not in rows
+    assert list(distances) == sorted(distances)  # the ball (distance 0) first, then the nearest outside it
+    others = np.unpackbits((words[1:] ^ words[0]).view(np.uint8), axis=1).sum(axis=1)
+    np.testing.assert_array_equal(distances, np.sort(others)[:12])  # the 12 nearest of the 29 others
+    assert search_item(index, 0, k=2, radius=0).shortlist == 20  # the default: 10 k
+
+
 def test_no_rerank_ranks_by_hamming_distance(folder):
     result = search_text(load_search_index(folder), "flour sugar", k=10, rerank=False)
     distances = [h["distance"] for h in result.hits]

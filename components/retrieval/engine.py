@@ -6,7 +6,8 @@ address is probed for everything within Hamming radius r (default 2, codes
 of up to 32 bits) or, for longer codes, the ``10 k`` nearest codes are found
 by multi-index hashing; that shortlist is then re-ranked by the cosine
 similarity of its TF-IDF vectors with the query's, for bag-of-words data.
-A ball with fewer than k hits is extended by the nearest codes outside it.
+A ball with fewer hits than the shortlist asks for (default 10 k) is
+extended by the nearest codes outside it.
 """
 
 from __future__ import annotations
@@ -125,11 +126,15 @@ def candidates(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None,
     """The shortlist for one query's (1, C) bits or (1, W) words: rows (S,), distances (S,), nearest first.
 
     With an address table (C <= 32): every item within ``radius`` (default
-    2), extended by the nearest items outside it while there are fewer than k.
+    2), extended by the nearest items outside it while there are fewer than
+    ``shortlist`` (default 10 k): a sparse address space's ball may hold only
+    a few items, too few for re-ranking to choose among (20 Newsgroups, 32
+    bits: 11 on average; p@10 after re-ranking 0.456 against 0.559 with 100).
     Otherwise the ``shortlist`` (default 10 k) nearest codes. ``exclude`` (a
     row, or -1) is left out.
     """
     use_ball = index.hash.address is not None
+    size = min(10 * k if shortlist is None else max(int(shortlist), k), len(index) - (exclude >= 0))
     if radius is not None and not use_ball:
         raise DulError(f"--radius needs codes of up to {MAX_KEY_BITS} bits (this index holds {index.n_bits}): "
                        f"leave --radius out to search by k nearest codes")
@@ -138,13 +143,12 @@ def candidates(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None,
         _, rows, distances = hash_ball(index.hash, bits, min(radius, index.n_bits))
         rows, distances = _without(rows, distances.astype(np.int64), exclude)
         method = f"{len(rows)} within Hamming radius {radius}"
-        if len(rows) < k:
-            more, more_d = _nearest(index, bits, k + len(rows), exclude)
+        if len(rows) < size:
+            more, more_d = _nearest(index, bits, size, exclude)
             fresh = ~np.isin(more, rows)
             rows, distances = np.concatenate([rows, more[fresh]]), np.concatenate([distances, more_d[fresh]])
             method += f" + {int(fresh.sum())} nearest outside it"
         return rows, distances, method
-    size = 10 * k if shortlist is None else max(int(shortlist), k)
     rows, distances = _nearest(index, bits, size, exclude)
     return rows, distances, f"{len(rows)} nearest codes"
 

@@ -7,8 +7,9 @@ each stored query item through three searches of the whole index (every
 other item, all splits) and measures precision@k (the fraction of the k
 results that share the query's label) and the mean time per query:
 
-- ``hash_rerank``: the code's shortlist (radius-2 ball for codes of up to 32
-  bits, else the ``shortlist`` nearest codes) re-ranked by TF-IDF cosine;
+- ``hash_rerank``: the code's shortlist (the radius-2 ball for codes of up to
+  32 bits, grown to ``shortlist`` items by the nearest codes outside it; else
+  the ``shortlist`` nearest codes) re-ranked by TF-IDF cosine;
 - ``hash_only``: the same shortlist ranked by Hamming distance alone;
 - ``tfidf_all``: TF-IDF cosine against every item (a sparse product).
 """

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from components.errors import DulError
-from components.retrieval.address import address_keys, ball_lookup, build_address_table
+from components.retrieval.address import EMPTY, address_keys, ball_lookup, build_address_table, lookup_ranges
 from components.retrieval.codes import pack_bits, pack_words, packed_from_words
 from components.retrieval.hamming import (
     HASH_FORMAT,
@@ -67,6 +67,24 @@ def test_ball_lookup_is_the_hamming_ball(n_bits, radius):
         assert np.array_equal(np.sort(hits), np.flatnonzero(dist[q] <= radius))  # each exactly once
         assert np.array_equal(distances[offsets[q] : offsets[q + 1]], dist[q, hits])
     assert offsets[-1] > len(queries)  # duplicates and neighbours were found, not only exact hits
+
+
+@pytest.mark.parametrize("n_keys", [1, 7, 5000])
+def test_hash_slots_find_what_binary_search_finds(n_keys):
+    rng = np.random.default_rng(n_keys)
+    keys = rng.integers(0, 2**32, n_keys, dtype=np.uint64).astype(np.uint32)
+    keys[: min(2, n_keys)] = [0xFFFFFFFF, 0][: min(2, n_keys)]  # the extremes are keys too
+    table = build_address_table(keys, 32, dense=False)
+    assert table.slots is not None and len(table.slots) >= 2 * len(table.keys)
+    occupied = table.slots[table.slots != EMPTY]
+    assert np.array_equal(np.sort(occupied), np.arange(len(table.keys)))  # every key in exactly one slot
+    probes = np.concatenate([keys, keys ^ 1, rng.integers(0, 2**32, 3000, dtype=np.uint64).astype(np.uint32)])
+    probes = probes[: len(probes) // 10 * 10]  # (P / 10, 10) below: 2-D probes as ball_lookup makes them
+    searched = type(table)(table.n_bits, table.keys, table.offsets, table.docs)  # no slots: binary search
+    hashed, binary = lookup_ranges(table, probes.reshape(-1, 10)), lookup_ranges(searched, probes.reshape(-1, 10))
+    assert all(np.array_equal(got, want) for got, want in zip(hashed, binary))
+    starts, ends = lookup_ranges(table, keys)
+    assert np.all(ends > starts)  # every stored key is found
 
 
 # 16-bit substrings: any query and k up to N; wider ones: near queries, small k
@@ -149,6 +167,28 @@ def test_truncated_array_is_a_dul_error_naming_it(saved):
     path = folder / "address.docs.npy"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DulError, match=r"address\.docs\.npy.*truncated.*dvc repro index"):
+        load_hash_index(folder)
+
+
+def test_an_index_written_before_the_slots_still_answers(saved):
+    folder, bits, _ = saved
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "address.slots.npy").unlink()
+    del meta["files"]["address.slots.npy"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    old, new = load_hash_index(folder), build_hash_index(pack_words(bits), 32, substrings=2)
+    assert old.address.slots is None and new.address.slots is not None
+    for got, want in zip(hash_ball(old, bits[:30], 2), hash_ball(new, bits[:30], 2)):
+        assert np.array_equal(got, want)
+
+
+def test_slots_that_cannot_hash_the_keys_are_a_dul_error(saved):
+    folder = saved[0]
+    meta = json.loads((folder / "meta.json").read_text())
+    np.save(folder / "address.slots.npy", np.full(8, EMPTY, np.uint32))
+    meta["files"]["address.slots.npy"]["shape"] = [8]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DulError, match=r"address\.slots\.npy is not a hash"):
         load_hash_index(folder)
 
 

@@ -15,9 +15,14 @@ An ``AddressTable`` is a compressed-sparse-row map from an n-bit key
     docs     (N,)     uint32  document ids, grouped by key, ascending within a key
 
 When 2^n <= N the table is dense: ``keys`` is None and ``offsets`` has
-2^n + 1 entries, indexed by the key itself. A lookup costs one binary search
-(or one array read) per probe plus one read per hit, whatever N is.
-Document ids and offsets are uint64 when N >= 2^32.
+2^n + 1 entries, indexed by the key itself. A sparse table also has
+
+    slots    (S,)     uint32  an open-addressing hash of the keys: S a power of two >= 2 U,
+                              slot (h(key) + i) mod S holds u (keys[u] == key) or EMPTY
+
+so a lookup costs about one array read per probe (a binary search without
+the slots, in tables written before they existed), plus one read per hit,
+whatever N is. Document ids and offsets are uint64 when N >= 2^32.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class AddressTable:
     keys: np.ndarray | None
     offsets: np.ndarray
     docs: np.ndarray
+    slots: np.ndarray | None = None
 
     @property
     def dense(self) -> bool:
@@ -76,7 +82,59 @@ def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None
     ordered = keys[docs]
     starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     offsets = np.concatenate([[0], starts, [len(keys)]]).astype(dtype)
-    return AddressTable(n_bits, ordered[offsets[:-1]], offsets, docs)
+    distinct = ordered[offsets[:-1]]
+    return AddressTable(n_bits, distinct, offsets, docs, hash_slots(distinct))
+
+
+EMPTY = np.uint32(0xFFFFFFFF)  # an empty slot (keys number fewer than 2^32 - 1)
+_GOLDEN = np.uint32(0x9E3779B1)  # Fibonacci hashing: the top bits of key * 2^32 / phi
+
+
+def _home(keys: np.ndarray, slot_bits: int) -> np.ndarray:
+    """Each key's first slot: the top ``slot_bits`` bits of key * golden (mod 2^32), int64."""
+    return ((keys.astype(np.uint32, copy=False) * _GOLDEN) >> np.uint32(32 - slot_bits)).astype(np.int64)
+
+
+def hash_slots(keys: np.ndarray) -> np.ndarray:
+    """Open-addressing (linear probing) slots for U distinct uint32 ``keys``: (S,) uint32,
+    S the power of two >= 2 U (at least 16), each slot EMPTY or the position u of its key.
+
+    Built in rounds, vectorised: in round i every key not yet placed tries
+    slot home + i, and of the keys trying one empty slot the lowest position
+    takes it; the result depends only on ``keys``, so the same codes give
+    byte-identical files."""
+    slot_bits = max(int(2 * len(keys) - 1).bit_length(), 4)
+    mask = (1 << slot_bits) - 1
+    slots = np.full(1 << slot_bits, EMPTY, np.uint32)
+    home = _home(keys, slot_bits)
+    waiting, step = np.arange(len(keys), dtype=np.int64), 0
+    while len(waiting):
+        tried = (home[waiting] + step) & mask
+        free = np.flatnonzero(slots[tried] == EMPTY)
+        taken, first = np.unique(tried[free], return_index=True)  # waiting is ascending: lowest position first
+        slots[taken] = waiting[free[first]]
+        placed = np.zeros(len(waiting), bool)
+        placed[free[first]] = True
+        waiting, step = waiting[~placed], step + 1
+    return slots
+
+
+def _hash_find(keys: np.ndarray, slots: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """Position of each probe's key in ``keys`` through ``slots``, or -1: (P,) int64."""
+    slot_bits = len(slots).bit_length() - 1
+    mask = len(slots) - 1
+    found = np.full(len(probes), -1, np.int64)
+    active, slot = np.arange(len(probes)), _home(probes, slot_bits)
+    while len(active):
+        position = slots[slot]
+        occupied = np.flatnonzero(position != EMPTY)
+        match = occupied[keys[position[occupied]] == probes[active[occupied]]]
+        found[active[match]] = position[match]
+        more = np.ones(len(active), bool)
+        more[match] = False
+        more[position == EMPTY] = False
+        active, slot = active[more], (slot[more] + 1) & mask
+    return found
 
 
 @lru_cache(maxsize=256)
@@ -110,8 +168,12 @@ def lookup_ranges(table: AddressTable, probes: np.ndarray) -> tuple[np.ndarray, 
     if len(table.keys) == 0:
         empty = np.zeros(probes.shape, np.int64)
         return empty, empty
-    at = np.minimum(_search_sorted(table.keys, probes), len(table.keys) - 1)
-    found = table.keys[at] == probes
+    if table.slots is not None:
+        position = _hash_find(table.keys, table.slots, probes.ravel()).reshape(probes.shape)
+        found, at = position >= 0, np.maximum(position, 0)
+    else:
+        at = np.minimum(_search_sorted(table.keys, probes), len(table.keys) - 1)
+        found = table.keys[at] == probes
     starts = np.where(found, table.offsets[at], 0).astype(np.int64)
     ends = np.where(found, table.offsets[at + 1], 0).astype(np.int64)
     return starts, ends

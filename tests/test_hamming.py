@@ -69,6 +69,19 @@ def test_ball_lookup_is_the_hamming_ball(n_bits, radius):
     assert offsets[-1] > len(queries)  # duplicates and neighbours were found, not only exact hits
 
 
+def test_threads_and_blocks_do_not_change_the_ball():
+    rng = np.random.default_rng(9)
+    bits = codes_with_ties(rng, 3000, 32, flip=0.05)
+    table = build_address_table(address_keys(pack_words(bits), 32), 32)
+    queries = address_keys(pack_words(np.concatenate([bits[:300], rng.random((100, 32)) < 0.5])), 32)
+    one = ball_lookup(table, queries, 2, threads=1)
+    assert one[0][-1] > len(queries)
+    for threads, block in ((2, 4096), (3, 7), (8, 1000)):
+        assert all(np.array_equal(a, b) for a, b in zip(ball_lookup(table, queries, 2, block, threads), one))
+    empty = ball_lookup(table, queries[:0], 2)
+    assert len(empty[0]) == 1 and len(empty[1]) == len(empty[2]) == 0
+
+
 @pytest.mark.parametrize("n_keys", [1, 7, 5000])
 def test_hash_slots_find_what_binary_search_finds(n_keys):
     rng = np.random.default_rng(n_keys)
@@ -77,7 +90,9 @@ def test_hash_slots_find_what_binary_search_finds(n_keys):
     table = build_address_table(keys, 32, dense=False)
     assert table.slots is not None and len(table.slots) >= 2 * len(table.keys)
     occupied = table.slots[table.slots != EMPTY]
-    assert np.array_equal(np.sort(occupied), np.arange(len(table.keys)))  # every key in exactly one slot
+    assert np.array_equal(np.sort(occupied & np.uint64(0xFFFFFFFF)), np.arange(len(table.keys)))  # each key once
+    assert np.array_equal(table.keys[(occupied & np.uint64(0xFFFFFFFF)).astype(np.int64)],
+                          (occupied >> np.uint64(32)).astype(np.uint32))  # with its key
     probes = np.concatenate([keys, keys ^ 1, rng.integers(0, 2**32, 3000, dtype=np.uint64).astype(np.uint32)])
     probes = probes[: len(probes) // 10 * 10]  # (P / 10, 10) below: 2-D probes as ball_lookup makes them
     searched = type(table)(table.n_bits, table.keys, table.offsets, table.docs)  # no slots: binary search
@@ -185,7 +200,7 @@ def test_an_index_written_before_the_slots_still_answers(saved):
 def test_slots_that_cannot_hash_the_keys_are_a_dul_error(saved):
     folder = saved[0]
     meta = json.loads((folder / "meta.json").read_text())
-    np.save(folder / "address.slots.npy", np.full(8, EMPTY, np.uint32))
+    np.save(folder / "address.slots.npy", np.full(8, EMPTY, np.uint64))
     meta["files"]["address.slots.npy"]["shape"] = [8]
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DulError, match=r"address\.slots\.npy is not a hash"):

@@ -17,8 +17,8 @@ An ``AddressTable`` is a compressed-sparse-row map from an n-bit key
 When 2^n <= N the table is dense: ``keys`` is None and ``offsets`` has
 2^n + 1 entries, indexed by the key itself. A sparse table also has
 
-    slots    (S,)     uint32  an open-addressing hash of the keys: S a power of two >= 2 U,
-                              slot (h(key) + i) mod S holds u (keys[u] == key) or EMPTY
+    slots    (S,)     uint64  an open-addressing hash of the keys: S a power of two >= 2 U,
+                              slot (h(key) + i) mod S holds key << 32 | u (keys[u] == key) or EMPTY
 
 so a lookup costs about one array read per probe (a binary search without
 the slots, in tables written before they existed), plus one read per hit,
@@ -28,6 +28,8 @@ whatever N is. Document ids and offsets are uint64 when N >= 2^32.
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,12 +61,16 @@ def id_dtype(n_items: int) -> np.dtype:
     return np.dtype(np.uint32 if n_items < 2**32 else np.uint64)
 
 
-def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None) -> AddressTable:
+def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None,
+                        hashed: bool = True) -> AddressTable:
     """Group documents by key: (N,) integer keys < 2^n_bits -> AddressTable.
 
     ``dense`` defaults to 2^n_bits <= N, where the dense offsets cost no more
     than the sparse keys would. Documents keep ascending order within a key
-    (a stable argsort), so lookups list them in id order.
+    (a stable argsort), so lookups list them in id order. ``hashed``: a
+    sparse table gets its hash ``slots`` (16-32 bytes per distinct key, worth
+    it for the Hamming ball's hundreds of probes a query; multi-index
+    hashing's few probes do without).
     """
     keys = np.asarray(keys)
     if keys.ndim != 1 or len(keys) == 0:
@@ -83,11 +89,12 @@ def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None
     starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     offsets = np.concatenate([[0], starts, [len(keys)]]).astype(dtype)
     distinct = ordered[offsets[:-1]]
-    return AddressTable(n_bits, distinct, offsets, docs, hash_slots(distinct))
+    return AddressTable(n_bits, distinct, offsets, docs, hash_slots(distinct) if hashed else None)
 
 
-EMPTY = np.uint32(0xFFFFFFFF)  # an empty slot (keys number fewer than 2^32 - 1)
+EMPTY = np.uint64(2**64 - 1)  # an empty slot (no key's slot: positions stay below 2^32 - 1)
 _GOLDEN = np.uint32(0x9E3779B1)  # Fibonacci hashing: the top bits of key * 2^32 / phi
+_LOW = np.uint64(0xFFFFFFFF)
 
 
 def _home(keys: np.ndarray, slot_bits: int) -> np.ndarray:
@@ -96,8 +103,10 @@ def _home(keys: np.ndarray, slot_bits: int) -> np.ndarray:
 
 
 def hash_slots(keys: np.ndarray) -> np.ndarray:
-    """Open-addressing (linear probing) slots for U distinct uint32 ``keys``: (S,) uint32,
-    S the power of two >= 2 U (at least 16), each slot EMPTY or the position u of its key.
+    """Open-addressing (linear probing) slots for U < 2^32 - 1 distinct uint32 ``keys``:
+    (S,) uint64, S the power of two >= 2 U (at least 16), each slot EMPTY or
+    key << 32 | u, u the key's position (the key is in the slot, so a probe
+    reads one word, not the slot and then the key).
 
     Built in rounds, vectorised: in round i every key not yet placed tries
     slot home + i, and of the keys trying one empty slot the lowest position
@@ -105,35 +114,34 @@ def hash_slots(keys: np.ndarray) -> np.ndarray:
     byte-identical files."""
     slot_bits = max(int(2 * len(keys) - 1).bit_length(), 4)
     mask = (1 << slot_bits) - 1
-    slots = np.full(1 << slot_bits, EMPTY, np.uint32)
+    slots = np.full(1 << slot_bits, EMPTY, np.uint64)
     home = _home(keys, slot_bits)
     waiting, step = np.arange(len(keys), dtype=np.int64), 0
     while len(waiting):
         tried = (home[waiting] + step) & mask
         free = np.flatnonzero(slots[tried] == EMPTY)
         taken, first = np.unique(tried[free], return_index=True)  # waiting is ascending: lowest position first
-        slots[taken] = waiting[free[first]]
-        placed = np.zeros(len(waiting), bool)
-        placed[free[first]] = True
-        waiting, step = waiting[~placed], step + 1
+        placed = waiting[free[first]]
+        slots[taken] = (keys[placed].astype(np.uint64) << np.uint64(32)) | placed.astype(np.uint64)
+        keep = np.ones(len(waiting), bool)
+        keep[free[first]] = False
+        waiting, step = waiting[keep], step + 1
     return slots
 
 
-def _hash_find(keys: np.ndarray, slots: np.ndarray, probes: np.ndarray) -> np.ndarray:
-    """Position of each probe's key in ``keys`` through ``slots``, or -1: (P,) int64."""
+def _hash_find(slots: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """Position of each (P,) uint32 probe's key through ``slots``, or -1: (P,) int64."""
     slot_bits = len(slots).bit_length() - 1
     mask = len(slots) - 1
     found = np.full(len(probes), -1, np.int64)
-    active, slot = np.arange(len(probes)), _home(probes, slot_bits)
+    active, slot, wanted = np.arange(len(probes)), _home(probes, slot_bits), probes.astype(np.uint64)
     while len(active):
-        position = slots[slot]
-        occupied = np.flatnonzero(position != EMPTY)
-        match = occupied[keys[position[occupied]] == probes[active[occupied]]]
-        found[active[match]] = position[match]
-        more = np.ones(len(active), bool)
-        more[match] = False
-        more[position == EMPTY] = False
-        active, slot = active[more], (slot[more] + 1) & mask
+        held = slots[slot]
+        empty = held == EMPTY
+        match = ((held >> np.uint64(32)) == wanted) & ~empty
+        found[active[match]] = (held[match] & _LOW).astype(np.int64)
+        more = ~(match | empty)
+        active, slot, wanted = active[more], (slot[more] + 1) & mask, wanted[more]
     return found
 
 
@@ -169,7 +177,7 @@ def lookup_ranges(table: AddressTable, probes: np.ndarray) -> tuple[np.ndarray, 
         empty = np.zeros(probes.shape, np.int64)
         return empty, empty
     if table.slots is not None:
-        position = _hash_find(table.keys, table.slots, probes.ravel()).reshape(probes.shape)
+        position = _hash_find(table.slots, probes.ravel()).reshape(probes.shape)
         found, at = position >= 0, np.maximum(position, 0)
     else:
         at = np.minimum(_search_sorted(table.keys, probes), len(table.keys) - 1)
@@ -206,7 +214,8 @@ def expand_ranges(table: AddressTable, starts: np.ndarray, ends: np.ndarray):
     return probe, table.docs[positions].astype(np.int64)
 
 
-def ball_lookup(table: AddressTable, query_keys: np.ndarray, radius: int, block: int = 4096):
+def ball_lookup(table: AddressTable, query_keys: np.ndarray, radius: int, block: int = 4096,
+                threads: int | None = None):
     """Documents within Hamming distance <= ``radius`` of each query key.
 
     ``query_keys`` (Q,) n-bit keys (see ``address_keys``). Returns CSR arrays
@@ -214,7 +223,10 @@ def ball_lookup(table: AddressTable, query_keys: np.ndarray, radius: int, block:
     (H,) uint8: query q's hits are ``documents[offsets[q]:offsets[q+1]]``,
     nearest first, then in ascending id within each probed address (so
     exactly once each). Probes sum_{i<=r} C(n, i) addresses per query; the
-    cost grows with r and the number of hits, not with N.
+    cost grows with r and the number of hits, not with N. Batches of at
+    least 256 queries are split over ``threads`` threads (default: the CPUs
+    this process may use, at most 8; NumPy's gathers release the GIL), in
+    blocks of at most ``block`` queries; the answer does not depend on either.
     """
     query_keys = np.asarray(query_keys)
     if query_keys.ndim != 1:
@@ -222,16 +234,34 @@ def ball_lookup(table: AddressTable, query_keys: np.ndarray, radius: int, block:
     if not 0 <= radius <= table.n_bits:
         raise ValueError(f"radius must lie in 0..{table.n_bits}, got {radius}")
     masks, mask_distances = ball_masks(table.n_bits, radius)
-    counts, documents, distances = [], [], []
-    for start in range(0, len(query_keys), block):
-        queries = query_keys[start : start + block].astype(np.uint32)
-        starts, ends = lookup_ranges(table, queries[:, None] ^ masks)  # (Qb, P)
+
+    def lookup(queries: np.ndarray):
+        starts, ends = lookup_ranges(table, queries.astype(np.uint32)[:, None] ^ masks)  # (Qb, P)
         probe, docs = expand_ranges(table, starts, ends)
-        counts.append((ends - starts).sum(axis=1))
-        documents.append(docs)
-        distances.append(mask_distances[probe % len(masks)])
-    offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    return offsets, np.concatenate(documents), np.concatenate(distances)
+        return (ends - starts).sum(axis=1), docs, mask_distances[probe % len(masks)]
+
+    threads = _threads(threads) if len(query_keys) >= 256 else 1
+    size = max(1, min(block, -(-len(query_keys) // threads)))
+    blocks = [query_keys[start : start + size] for start in range(0, len(query_keys), size)]
+    if threads > 1 and len(blocks) > 1:
+        parts = list(_pool(threads).map(lookup, blocks))
+    else:
+        parts = [lookup(queries) for queries in blocks]
+    counts, documents, distances = zip(*parts) if parts else ((), (), ())
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate([*counts, np.zeros(0, np.int64)]))]).astype(np.int64)
+    return offsets, np.concatenate([*documents, np.zeros(0, np.int64)]), \
+        np.concatenate([*distances, np.zeros(0, np.uint8)])
+
+
+def _threads(threads: int | None) -> int:
+    if threads is not None:
+        return max(1, int(threads))
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="dul-ball")
 
 
 def address_keys(words: np.ndarray, n_bits: int) -> np.ndarray:

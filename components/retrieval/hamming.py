@@ -18,7 +18,7 @@ On disk the index is a folder of ``.npy`` arrays, memory-mapped on load
 
     words.npy                      (N, W) uint64  the codes
     address.{keys,offsets,docs,slots}.npy         the table when n <= 32
-    mih{i}.{keys,offsets,docs,slots}.npy          substring i's table when n > 32
+    mih{i}.{keys,offsets,docs}.npy                substring i's table when n > 32
 
 (``keys`` and ``slots`` are absent for a dense table). The folder appears whole or not at all.
 """
@@ -173,6 +173,7 @@ def _table_arrays(prefix: str, table: AddressTable) -> dict[str, np.ndarray]:
     arrays = {f"{prefix}.offsets": table.offsets, f"{prefix}.docs": table.docs}
     if not table.dense:
         arrays[f"{prefix}.keys"] = table.keys
+    if table.slots is not None:
         arrays[f"{prefix}.slots"] = table.slots
     return arrays
 
@@ -205,7 +206,7 @@ def _table(folder: Path, arrays: dict, prefix: str, n_bits: int, n_items: int) -
             or offsets.dtype != dtype or docs.dtype != dtype or int(offsets[-1]) != n_items:
         raise DulError(f"{folder}/{prefix}.*.npy do not form a table over {n_items} items: {_FIX}")
     slots = arrays.get(f"{prefix}.slots")  # absent in indexes written before it: binary search instead
-    if slots is not None and (slots.dtype != np.uint32 or len(slots) < 2 * n_keys or len(slots) & (len(slots) - 1)):
+    if slots is not None and (slots.dtype != np.uint64 or len(slots) < 2 * n_keys or len(slots) & (len(slots) - 1)):
         raise DulError(f"{folder}/{prefix}.slots.npy is not a hash of the {n_keys} keys: {_FIX}")
     return AddressTable(n_bits, keys, offsets, docs, slots)
 

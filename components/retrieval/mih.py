@@ -98,7 +98,7 @@ def build_multi_index(words: np.ndarray, n_bits: int, m: int | None = None) -> M
         raise ValueError(f"multi-index hashing takes 1..{MAX_BITS} bits, < 2^40 items")
     starts, widths = substring_layout(n_bits, m or default_substrings(n_bits, len(words)))
     tables = tuple(
-        build_address_table(substring_keys(words, s, w), w) for s, w in zip(starts, widths)
+        build_address_table(substring_keys(words, s, w), w, hashed=False) for s, w in zip(starts, widths)
     )
     return MultiIndex(n_bits, starts, widths, tables)
 

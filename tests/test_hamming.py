@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from components.errors import DulError
-from components.retrieval.address import EMPTY, address_keys, ball_lookup, build_address_table, lookup_ranges
+from components.retrieval.address import (
+    EMPTY,
+    _may_hold,
+    address_keys,
+    ball_lookup,
+    build_address_table,
+    lookup_ranges,
+)
 from components.retrieval.codes import pack_bits, pack_words, packed_from_words
 from components.retrieval.hamming import (
     HASH_FORMAT,
@@ -100,6 +107,9 @@ def test_hash_slots_find_what_binary_search_finds(n_keys):
     assert all(np.array_equal(got, want) for got, want in zip(hashed, binary))
     starts, ends = lookup_ranges(table, keys)
     assert np.all(ends > starts)  # every stored key is found
+    assert 8 * len(table.filter) >= 16 * len(table.keys) and _may_hold(table.filter, table.keys).all()
+    absent = np.setdiff1d(probes, table.keys)
+    assert _may_hold(table.filter, absent).mean() <= 1 / 16 + 0.03  # the filter stops most absent keys
 
 
 # 16-bit substrings: any query and k up to N; wider ones: near queries, small k
@@ -188,22 +198,27 @@ def test_truncated_array_is_a_dul_error_naming_it(saved):
 def test_an_index_written_before_the_slots_still_answers(saved):
     folder, bits, _ = saved
     meta = json.loads((folder / "meta.json").read_text())
-    (folder / "address.slots.npy").unlink()
-    del meta["files"]["address.slots.npy"]
+    for name in ("address.slots.npy", "address.filter.npy"):
+        (folder / name).unlink()
+        del meta["files"][name]
     (folder / "meta.json").write_text(json.dumps(meta))
     old, new = load_hash_index(folder), build_hash_index(pack_words(bits), 32, substrings=2)
-    assert old.address.slots is None and new.address.slots is not None
+    assert old.address.slots is None and new.address.slots is not None and new.address.filter is not None
     for got, want in zip(hash_ball(old, bits[:30], 2), hash_ball(new, bits[:30], 2)):
         assert np.array_equal(got, want)
 
 
-def test_slots_that_cannot_hash_the_keys_are_a_dul_error(saved):
+@pytest.mark.parametrize("name, array, message", [
+    ("slots", np.full(8, EMPTY, np.uint64), "is not a hash"),
+    ("filter", np.zeros(12, np.uint8), "is not a filter"),
+])
+def test_slots_or_filter_that_cannot_serve_the_keys_are_a_dul_error(saved, name, array, message):
     folder = saved[0]
     meta = json.loads((folder / "meta.json").read_text())
-    np.save(folder / "address.slots.npy", np.full(8, EMPTY, np.uint64))
-    meta["files"]["address.slots.npy"]["shape"] = [8]
+    np.save(folder / f"address.{name}.npy", array)
+    meta["files"][f"address.{name}.npy"]["shape"] = list(array.shape)
     (folder / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(DulError, match=r"address\.slots\.npy is not a hash"):
+    with pytest.raises(DulError, match=rf"address\.{name}\.npy {message}"):
         load_hash_index(folder)
 
 

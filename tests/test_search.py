@@ -196,7 +196,7 @@ def test_index_loads_without_pickle(folder, monkeypatch):
     monkeypatch.setattr(torch, "load", torch_load)
     index = load_search_index(folder)
     npy = sorted(p for p in folder.rglob("*.npy"))
-    assert set(npy) <= set(calls) and folder / "encoder.pt" in calls and len(npy) == 14
+    assert set(npy) <= set(calls) and folder / "encoder.pt" in calls and len(npy) == 15
     assert all(np.asarray(a).dtype != object for a in (index.ids, index.titles, index.splits))
     assert not list(folder.parent.glob(".search.*"))  # the atomic write left no temporary behind
 

@@ -19,6 +19,8 @@ When 2^n <= N the table is dense: ``keys`` is None and ``offsets`` has
 
     slots    (S,)     uint64  an open-addressing hash of the keys: S a power of two >= 2 U,
                               slot (h(key) + i) mod S holds key << 32 | u (keys[u] == key) or EMPTY
+    filter   (F / 8,) uint8   F >= 16 U bits, bit h_F(key) set for every key: most probes of
+                              a Hamming ball miss, and most misses stop at this one read
 
 so a lookup costs about one array read per probe (a binary search without
 the slots, in tables written before they existed), plus one read per hit,
@@ -47,6 +49,7 @@ class AddressTable:
     offsets: np.ndarray
     docs: np.ndarray
     slots: np.ndarray | None = None
+    filter: np.ndarray | None = None
 
     @property
     def dense(self) -> bool:
@@ -89,7 +92,9 @@ def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None
     starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     offsets = np.concatenate([[0], starts, [len(keys)]]).astype(dtype)
     distinct = ordered[offsets[:-1]]
-    return AddressTable(n_bits, distinct, offsets, docs, hash_slots(distinct) if hashed else None)
+    if not hashed:
+        return AddressTable(n_bits, distinct, offsets, docs)
+    return AddressTable(n_bits, distinct, offsets, docs, hash_slots(distinct), hash_filter(distinct))
 
 
 EMPTY = np.uint64(2**64 - 1)  # an empty slot (no key's slot: positions stay below 2^32 - 1)
@@ -129,8 +134,30 @@ def hash_slots(keys: np.ndarray) -> np.ndarray:
     return slots
 
 
-def _hash_find(slots: np.ndarray, probes: np.ndarray) -> np.ndarray:
-    """Position of each (P,) uint32 probe's key through ``slots``, or -1: (P,) int64."""
+def hash_filter(keys: np.ndarray) -> np.ndarray:
+    """A one-hash Bloom filter of the keys: (F / 8,) uint8, F the power of two >= 16 U
+    bits (at least 64), bit ``_home(key, log2 F)`` set for each key (so at most
+    1/16 of the bits are set: that is the share of absent keys it lets through)."""
+    filter_bits = max(int(16 * len(keys) - 1).bit_length(), 6)
+    bits = np.zeros(1 << filter_bits, bool)
+    bits[_home(keys, filter_bits)] = True
+    return np.packbits(bits, bitorder="little")
+
+
+def _may_hold(bitmap: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """Which probes the filter lets through: (P,) bool (every present key does)."""
+    at = _home(probes, (8 * len(bitmap)).bit_length() - 1)
+    return ((bitmap[at >> 3] >> (at & 7).astype(np.uint8)) & 1).astype(bool)
+
+
+def _hash_find(slots: np.ndarray, probes: np.ndarray, bitmap: np.ndarray | None = None) -> np.ndarray:
+    """Position of each (P,) uint32 probe's key through ``slots``, or -1: (P,) int64;
+    probes the ``bitmap`` filter (``hash_filter``) rules out are not looked up."""
+    if bitmap is not None:
+        found = np.full(len(probes), -1, np.int64)
+        maybe = np.flatnonzero(_may_hold(bitmap, probes))
+        found[maybe] = _hash_find(slots, probes[maybe])
+        return found
     slot_bits = len(slots).bit_length() - 1
     mask = len(slots) - 1
     found = np.full(len(probes), -1, np.int64)
@@ -177,7 +204,7 @@ def lookup_ranges(table: AddressTable, probes: np.ndarray) -> tuple[np.ndarray, 
         empty = np.zeros(probes.shape, np.int64)
         return empty, empty
     if table.slots is not None:
-        position = _hash_find(table.slots, probes.ravel()).reshape(probes.shape)
+        position = _hash_find(table.slots, probes.ravel(), table.filter).reshape(probes.shape)
         found, at = position >= 0, np.maximum(position, 0)
     else:
         at = np.minimum(_search_sorted(table.keys, probes), len(table.keys) - 1)

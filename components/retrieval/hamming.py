@@ -17,10 +17,11 @@ On disk the index is a folder of ``.npy`` arrays, memory-mapped on load
 (never pickled), and ``meta.json`` naming every array with its shape and type:
 
     words.npy                      (N, W) uint64  the codes
-    address.{keys,offsets,docs,slots}.npy         the table when n <= 32
+    address.{keys,offsets,docs,slots,filter}.npy  the table when n <= 32
     mih{i}.{keys,offsets,docs}.npy                substring i's table when n > 32
 
-(``keys`` and ``slots`` are absent for a dense table). The folder appears whole or not at all.
+(``keys``, ``slots`` and ``filter`` are absent for a dense table). The folder
+appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ def _table_arrays(prefix: str, table: AddressTable) -> dict[str, np.ndarray]:
         arrays[f"{prefix}.keys"] = table.keys
     if table.slots is not None:
         arrays[f"{prefix}.slots"] = table.slots
+    if table.filter is not None:
+        arrays[f"{prefix}.filter"] = table.filter
     return arrays
 
 
@@ -208,7 +211,11 @@ def _table(folder: Path, arrays: dict, prefix: str, n_bits: int, n_items: int) -
     slots = arrays.get(f"{prefix}.slots")  # absent in indexes written before it: binary search instead
     if slots is not None and (slots.dtype != np.uint64 or len(slots) < 2 * n_keys or len(slots) & (len(slots) - 1)):
         raise DulError(f"{folder}/{prefix}.slots.npy is not a hash of the {n_keys} keys: {_FIX}")
-    return AddressTable(n_bits, keys, offsets, docs, slots)
+    bitmap = arrays.get(f"{prefix}.filter")
+    if bitmap is not None and (slots is None or bitmap.dtype != np.uint8 or len(bitmap) < 8
+                               or len(bitmap) & (len(bitmap) - 1)):
+        raise DulError(f"{folder}/{prefix}.filter.npy is not a filter of the {n_keys} keys: {_FIX}")
+    return AddressTable(n_bits, keys, offsets, docs, slots, bitmap)
 
 
 def index_stats(folder) -> dict:

@@ -136,12 +136,16 @@ def hash_slots(keys: np.ndarray) -> np.ndarray:
 
 def hash_filter(keys: np.ndarray) -> np.ndarray:
     """A one-hash Bloom filter of the keys: (F / 8,) uint8, F the power of two >= 16 U
-    bits (at least 64), bit ``_home(key, log2 F)`` set for each key (so at most
-    1/16 of the bits are set: that is the share of absent keys it lets through)."""
-    filter_bits = max(int(16 * len(keys) - 1).bit_length(), 6)
-    bits = np.zeros(1 << filter_bits, bool)
-    bits[_home(keys, filter_bits)] = True
-    return np.packbits(bits, bitorder="little")
+    bits (at least 64, at most 2^32), bit ``_home(key, log2 F)`` set for each key,
+    little-endian within a byte (so at most 1/16 of the bits are set: that is
+    the share of absent keys it lets through)."""
+    filter_bits = min(max(int(16 * len(keys) - 1).bit_length(), 6), 32)  # _home gives at most 32 bits
+    at = np.unique(_home(keys, filter_bits))  # the set bits, ascending; memory grows with U, not F
+    byte = at >> 3
+    first = np.flatnonzero(np.concatenate([[True], byte[1:] != byte[:-1]]))
+    bitmap = np.zeros(1 << (filter_bits - 3), np.uint8)
+    bitmap[byte[first]] = np.bitwise_or.reduceat((1 << (at & 7)).astype(np.uint8), first)
+    return bitmap
 
 
 def _may_hold(bitmap: np.ndarray, probes: np.ndarray) -> np.ndarray:

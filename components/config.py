@@ -10,6 +10,8 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import types
 import typing
 from pathlib import Path
@@ -19,6 +21,7 @@ import yaml
 from components.errors import DulError, did_you_mean
 
 PARAMS_FILE = "params.yaml"
+MAX_PARAMS_BYTES = 1 << 20  # a params file is a few KiB; refuse anything larger before reading it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,13 +227,16 @@ def load_params(section: str, path: str | Path = PARAMS_FILE):
 
 
 def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
+    """The whole params file: a mapping of known section names to their values.
+
+    Every problem with the file itself is a one-line DulError naming it: not
+    found, a directory or other non-regular file, over ``MAX_PARAMS_BYTES``
+    (refused before it is read), not UTF-8 (the byte offset), not valid YAML
+    (the line), a key repeated within one mapping, a top level that is not a
+    mapping, an unknown section. Values are the sections' validators' business.
+    """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DulError(f"{path}: params file not found (run from the repository root)") from None
-    except yaml.YAMLError as err:
-        raise DulError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    raw = _parse_yaml(_params_text(path), path)
     raw = raw or {}
     if not isinstance(raw, dict):
         raise DulError(f"{path}: expected a mapping of stage sections at the top level")
@@ -238,6 +244,76 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
         if name not in SECTIONS:
             raise DulError(f"{path}: unknown section '{name}'; {did_you_mean(name, SECTIONS)}")
     return raw
+
+
+def _params_text(path: Path) -> str:
+    """The text of the params file, refused unless it is a regular UTF-8 file of at most MAX_PARAMS_BYTES."""
+    try:
+        _check_params_stat(path, path.stat())
+        with open(path, "rb") as file:
+            data = file.read(MAX_PARAMS_BYTES + 1)
+    except FileNotFoundError:
+        raise DulError(f"{path}: params file not found (run from the repository root)") from None
+    except OSError as err:
+        raise DulError(f"{path}: cannot read the params file: {err.strerror or err}") from None
+    if len(data) > MAX_PARAMS_BYTES:  # it grew after the check
+        raise DulError(f"{path} is over {MAX_PARAMS_BYTES} bytes, too large for a params file; pass params.yaml")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DulError(f"{path}: not UTF-8 text: byte {err.start} (line {line}) is 0x{data[err.start]:02x};"
+                       " save the file as UTF-8") from None
+
+
+def _check_params_stat(path: Path, info: os.stat_result) -> None:
+    """Refuse what is no params file before reading it: /dev/zero or a FIFO never ends, a huge file fills memory."""
+    if stat.S_ISDIR(info.st_mode):
+        raise DulError(f"{path} is a directory, not a params file; pass the params.yaml inside it")
+    if not stat.S_ISREG(info.st_mode):
+        raise DulError(f"{path} is not a regular file (a device, FIFO or socket); pass a params.yaml file")
+    if info.st_size > MAX_PARAMS_BYTES:
+        raise DulError(f"{path} is {info.st_size} bytes, too large for a params file"
+                       f" (at most {MAX_PARAMS_BYTES}); pass params.yaml")
+
+
+def _parse_yaml(text: str, path: Path):
+    """The YAML document in ``text``; a syntax error or a repeated key is a DulError with its line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DulError(f"{path}: not valid YAML{where}: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise DulError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    except RecursionError:
+        raise DulError(f"{path}: not valid YAML: nested too deeply for a params file") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping, at any depth.
+
+    Plain PyYAML keeps the last value silently. A key that overrides one
+    merged in with ``<<`` is allowed, as YAML intends.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}  # key -> the node that gave it first
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not key_node:
+                line = first.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {line}); keep one",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 def parse_section(section: str, values: dict):
@@ -322,3 +398,12 @@ def _check_ray(params: RayParams, section: str) -> None:
     _check_positive(section, params, ("num_workers", "cpus_per_worker"))
     if params.max_failures < 0:
         raise DulError(f"{section}.max_failures is {params.max_failures}: must be 0 or more")
+
+
+def section_params(section: str, values):
+    """``values`` as the section's frozen dataclass: itself if it already is one, or
+    a mapping parsed strictly (missing keys take the dataclass defaults, the one
+    source of defaults; code never reads params with ``.get(key, default)``)."""
+    if isinstance(values, SECTIONS[section]):
+        return values
+    return parse_section(section, dict(values))

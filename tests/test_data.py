@@ -84,6 +84,26 @@ def test_idx_rejects_wrong_ndim(tmp_path):
         idx.read_idx(path, ndim=3)
 
 
+@pytest.mark.parametrize("compress", [True, False])
+def test_read_shape_reads_the_header_only(tmp_path, compress):
+    array = np.random.default_rng(0).integers(0, 256, (70, 50, 30), dtype=np.uint8)
+    path = write_idx(tmp_path / "images", array, gzip=compress)
+    path.write_bytes(path.read_bytes()[:-2000])  # cut the end: the header is still whole
+    assert idx.read_shape(path, ndim=3) == (70, 50, 30)
+    with pytest.raises(DulError, match=r"labels"):
+        idx.read_shape(path, ndim=1, label="labels")
+    with pytest.raises(DulError, match=r"truncated"):
+        idx.read_idx(path, ndim=3)
+
+
+def test_gzip_idx_stops_one_byte_past_its_promise(tmp_path):
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(idx.encode(np.zeros(4, np.uint8)) + b"\0" * 5, mtime=0))
+    message = r"labels\.gz has trailing bytes: it decompresses to more than the 12 bytes its header promises \(shape \(4,\)\)"
+    with pytest.raises(DulError, match=message):
+        idx.read_bytes(path)
+
+
 # ---------------------------------------------------------------- ingest: IDX datasets
 
 
@@ -190,6 +210,44 @@ def test_gz_hash_pin_accepts_the_canonical_gzip(fake_mnist, tmp_path, monkeypatc
     monkeypatch.setitem(sources.CHECKSUMS, "mnist", pins)
     card = ingest("mnist", tmp_path / "data", source=folder)
     assert [f["verified"] for f in card["files"]] == [True] * 4
+
+
+def _reorder_train_images(folder: Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write the training images in reverse order; return their new (decompressed) sha256."""
+    reordered = arrays["train-images-idx3-ubyte"][::-1]
+    write_idx(folder / "train-images-idx3-ubyte.gz", reordered)
+    return hashlib.sha256(idx.encode(reordered)).hexdigest()
+
+
+def test_a_reordered_copy_is_refused_because_the_pin_covers_the_order(fake_mnist, tmp_path, monkeypatch):
+    folder, arrays = fake_mnist
+    for name, array in arrays.items():
+        monkeypatch.setitem(sources.CANONICAL_SHAPES, name, array.shape)
+    actual = _reorder_train_images(folder, arrays)
+    pinned = sources.CHECKSUMS["mnist"]["train-images-idx3-ubyte"].sha256
+    with pytest.raises(DulError) as raised:
+        ingest("mnist", tmp_path / "data", source=folder)
+    assert str(raised.value) == (
+        f"{folder / 'train-images-idx3-ubyte.gz'}: checksum mismatch for mnist train-images-idx3-ubyte:"
+        f" expected sha256 {pinned}, got {actual} (decompressed); it is a valid IDX file of the canonical shape"
+        " (50, 28, 28), but the pin covers its exact bytes, the order of the images included, so a reordered or"
+        " re-encoded copy is refused too; use the canonical files (leave ingest.source empty to download them"
+        " from https://ossci-datasets.s3.amazonaws.com/mnist/)"
+    )
+
+
+def test_a_mismatch_of_another_shape_names_both_shapes(fake_mnist, tmp_path):
+    folder, arrays = fake_mnist
+    _reorder_train_images(folder, arrays)
+    with pytest.raises(DulError, match=r"\(decompressed\); it holds shape \(50, 28, 28\), the canonical file"
+                                       r" \(60000, 28, 28\); use the canonical files"):
+        ingest("mnist", tmp_path / "data", source=folder)
+
+
+def test_a_mismatch_that_is_no_idx_file_is_called_damaged(monkeypatch):
+    monkeypatch.setitem(sources.CHECKSUMS, "mnist", {"t10k-labels-idx1-ubyte": sources.Pin("0" * 64)})
+    with pytest.raises(DulError, match=r"^x: checksum mismatch .*; the file is damaged or not the real one"):
+        sources.verify("mnist", "t10k-labels-idx1-ubyte", None, b"junk", label="x")
 
 
 def test_unpinned_files_are_marked_unverified(fake_mnist, tmp_path, monkeypatch):

@@ -9,11 +9,13 @@ None): that path must not exist afterwards, nor any temporary beside it.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import re
 import struct
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,62 @@ def idx_folder(tmp_path: Path, monkeypatch, edit) -> Path:
     return folder
 
 
+@functools.cache
+def _zeros_member() -> bytes:
+    return gzip.compress(bytes(64 << 20), compresslevel=9, mtime=0)  # 64 MiB of zeros in ~64 KiB
+
+
+def gzip_bomb(path: Path, shape: tuple[int, ...], gib: int = 2) -> Path:
+    """A gzip'd IDX file: a valid header for ``shape``, then ``gib`` GiB of zeros in ~1 MB per GiB.
+
+    The zeros are 64 MiB gzip members one after another (RFC 1952 allows
+    that; gunzip and Python's gzip decompress them all as one stream).
+    """
+    header = struct.pack(f">BBBB{len(shape)}I", 0, 0, idx.UBYTE, len(shape), *shape)
+    path.write_bytes(gzip.compress(header, mtime=0) + _zeros_member() * (16 * gib))
+    return path
+
+
 # ---------------------------------------------------------------- IDX, ingest, sources
+
+
+@case
+def idx_gzip_bomb(tmp_path, monkeypatch):
+    path = gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", (10, 28, 28))
+    problem = r"decompresses to more than the 7856 bytes its header promises \(shape \(10, 28, 28\)\).*gzip-bomb guard"
+    return lambda: idx.read_idx(path, ndim=3), path, problem, None
+
+
+@case
+def idx_absurd_header_shape(tmp_path, monkeypatch):
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(struct.pack(">BBBB3I", 0, 0, 8, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1), mtime=0))
+    problem = r"header promises shape \(4294967295, 4294967295, 4294967295\) = \d+ bytes, over the limit of 17179869184"
+    return lambda: idx.read_idx(path), path, problem, None
+
+
+@case
+def ingest_idx_gzip_bomb(tmp_path, monkeypatch):
+    folder = idx_folder(tmp_path, monkeypatch, lambda arrays: None)
+    bomb = gzip_bomb(folder / "t10k-images-idx3-ubyte.gz", (3, 28, 28), gib=1)
+    out = tmp_path / "data"
+    return lambda: ingest("mnist", out, source=folder), bomb, r"more than the 2368 bytes .*gzip-bomb guard", out
+
+
+@case
+def ingest_reordered_mnist(tmp_path, monkeypatch):
+    def reverse(arrays):
+        arrays["train-images-idx3-ubyte"] = arrays["train-images-idx3-ubyte"][::-1]
+
+    pins = _pin(_arrays(n_train=5, n_test=3))
+    folder = idx_folder(tmp_path, monkeypatch, reverse)
+    monkeypatch.setitem(sources.CHECKSUMS, "mnist", pins)
+    monkeypatch.setitem(sources.CANONICAL_SHAPES, "train-images-idx3-ubyte", (5, 28, 28))
+    out = tmp_path / "data"
+    problem = r"checksum mismatch .*the pin covers its exact bytes, the order of the images included"
+    return lambda: ingest("mnist", out, source=folder), folder / "train-images-idx3-ubyte.gz", problem, out
+
+
 
 
 @case
@@ -432,6 +489,20 @@ def test_hostile_input_is_refused_with_a_one_line_message(tmp_path, monkeypatch,
     assert re.search(problem, message), message
     if out is not None:
         _no_output(out)
+
+
+def test_a_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
+    # 2 GiB of zeros behind a header promising 7,840 bytes; gzip.decompress would take over 4 GB here
+    path = gzip_bomb(tmp_path / "images.gz", (10, 28, 28))
+    assert path.stat().st_size < 3_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DulError, match=r"more than the 7856 bytes its header promises"):
+            idx.read_bytes(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"{peak} bytes allocated"
 
 
 def test_there_are_at_least_25_cases():

@@ -135,3 +135,14 @@ def test_parse_sgml_reports_file_and_line():
         parse_sgml(text, "f.sgm")
     docs = parse_sgml(HEADER + document(1, "TRAIN", "YES", ["earn"]) * 1, "f.sgm")
     assert [(d["newid"], d["line"], d["topics"]) for d in docs] == [("1", 2, ["earn"])]
+
+
+def test_a_folder_is_read_with_one_warning_that_it_is_unverified(corpus, tmp_path, capsys):
+    load_reuters(corpus, expected_documents=11)
+    assert capsys.readouterr().err == (
+        f"warning: {corpus}: the 2 reut2-NNN.sgm files were read unverified, not checked against the pinned"
+        " reuters21578.tar.gz checksum (md5 a22faadd7dde0dfdd784e60087209aa6); to verify them, point"
+        " ingest.source at reuters21578.tar.gz instead\n"
+    )
+    load_reuters(tar_gz(corpus, tmp_path / "reuters21578.tar.gz"), expected_documents=11)
+    assert capsys.readouterr().err == ""

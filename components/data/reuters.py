@@ -3,7 +3,8 @@
 Lewis, http://www.daviddlewis.com/resources/testcollections/reuters21578/.
 The 22 SGML files ``reut2-000.sgm`` .. ``reut2-021.sgm`` (latin-1) are read
 from ``reuters21578.tar.gz`` (in memory, through ``components.data.archive``)
-or from a folder. Each document is::
+or from a folder (unverified: only the archive has a pinned checksum, so a
+folder's files are read with a warning on stderr). Each document is::
 
     <REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" CGISPLIT="TRAINING-SET" OLDID="5544" NEWID="1">
     <TOPICS><D>cocoa</D></TOPICS> ... <TEXT>&#2;
@@ -49,11 +50,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from components.data import archive
+from components.data import archive, sources
 from components.errors import DulError, did_you_mean
 
 FILES = tuple(f"reut2-{i:03d}.sgm" for i in range(22))
@@ -103,6 +105,8 @@ def _sgm_texts(source, expected_sha256) -> Iterator[tuple[str, str]]:
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if _FILE_NAME.fullmatch(p.name))
         texts = [(str(p), p.read_bytes()) for p in found]
+        if texts:
+            _warn_unverified(path, len(texts))
     else:
         archive.verify_sha256(path, expected_sha256)
         members = archive.iter_members(path)
@@ -111,6 +115,14 @@ def _sgm_texts(source, expected_sha256) -> Iterator[tuple[str, str]]:
         raise DulError(f"{source} holds no reut2-NNN.sgm files; point to reuters21578.tar.gz or its folder")
     for name, data in texts:
         yield name, data.decode("latin-1")
+
+
+def _warn_unverified(folder: Path, count: int) -> None:
+    """One line on stderr: a folder's files have no pin; only the archive's is known."""
+    [(name, pin)] = sources.FILE_PINS["reuters21578"].items()
+    checksum = f"sha256 {pin.sha256}" if pin.sha256 else f"md5 {pin.md5}"
+    print(f"warning: {folder}: the {count} reut2-NNN.sgm files were read unverified, not checked against the pinned"
+          f" {name} checksum ({checksum}); to verify them, point ingest.source at {name} instead", file=sys.stderr)
 
 
 def _check_documents(documents: list[dict], source, expected: int | None) -> None:

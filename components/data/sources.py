@@ -14,7 +14,10 @@ Every file is checked against ``CHECKSUMS``: the sha256 of its *decompressed*
 IDX bytes, which does not change when a file is re-gzipped (Debian ships
 Fashion-MNIST recompressed: other .gz hashes, same contents). Where the hash
 of the canonical .gz is also known it is pinned as ``sha256_gz``, and a
-gzip file matching it passes too. Tests swap in their own table with
+gzip file matching it passes too. A pin covers the exact bytes, the order
+of the images included: a reordered copy of the real data is refused, and
+the message says so (``CANONICAL_SHAPES`` tells such a copy from another
+file). Tests swap in their own table with
 ``monkeypatch.setitem(CHECKSUMS, ...)``.
 """
 
@@ -57,6 +60,15 @@ FILES: dict[str, int] = {
 CANONICAL_URLS: dict[str, str] = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+}
+
+# file name -> shape of the canonical file's IDX array, the same for mnist and fashion-mnist
+# (their raw sizes, 47,040,016 / 60,008 / 7,840,016 / 10,008 bytes, are 16 + 60000*28*28 and so on)
+CANONICAL_SHAPES: dict[str, tuple[int, ...]] = {
+    "train-images-idx3-ubyte": (60_000, 28, 28),
+    "train-labels-idx1-ubyte": (60_000,),
+    "t10k-images-idx3-ubyte": (10_000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10_000,),
 }
 
 DOWNLOAD_TIMEOUT_S = 60
@@ -221,7 +233,8 @@ def fetch(dataset: str, source: str | os.PathLike | None, cache_dir: str | os.Pa
 
     Downloads are verified before they enter the cache, and a cached file
     that no longer passes is fetched again. The caller still checks every
-    returned file (``verify``): a local folder's files are checked only there.
+    returned file (``verify``): a local folder's files have only their IDX
+    headers checked here, their bytes there.
     """
     if source is None or is_url(str(source)):
         base = str(source) if source is not None else CANONICAL_URLS[dataset]
@@ -240,6 +253,7 @@ def _local_files(folder: Path) -> dict[str, Path]:
         if not found:
             raise DulError(f"{folder / name}.gz (or {name}) not found in ingest.source; put all four IDX files there")
         paths[name] = found[0]
+        idx.read_shape(found[0], FILES[name])  # a wrong or swapped file is named before any is read whole
     return paths
 
 
@@ -270,7 +284,7 @@ def _cached_ok(path: Path, dataset: str, name: str) -> bool:
 
 
 def _check(path: str | os.PathLike, dataset: str, name: str, label: str) -> None:
-    raw = idx.read_bytes(path, label=label)
+    raw = idx.read_bytes(path, label=label, ndim=FILES[name])
     idx.parse(raw, label, FILES[name])
     verify(dataset, name, path, raw, label=label)
 
@@ -306,10 +320,29 @@ def verify(dataset: str, name: str, path: str | os.PathLike | None, raw: bytes, 
     if actual == pin.sha256 or _gz_matches(path, pin.sha256_gz):
         return entry | {"verified": True}
     expected = pin.sha256 or f"{pin.sha256_gz} (of the .gz)"
-    raise DulError(
-        f"{label or path}: checksum mismatch for {dataset} {name}: expected sha256 {expected},"
-        f" got {actual} (decompressed); the file is damaged or not the real one, fetch it again"
-    )
+    mismatch = f"{label or path}: checksum mismatch for {dataset} {name}: expected sha256 {expected}, got {actual}"
+    raise DulError(f"{mismatch} (decompressed); {_why(dataset, name, raw)}")
+
+
+def _why(dataset: str, name: str, raw: bytes) -> str:
+    """What a checksum mismatch means for these IDX bytes, and the fix.
+
+    A copy holding the canonical shape is most likely the real data
+    reordered or re-encoded: say that the pin covers the order too.
+    """
+    try:
+        shape = idx.parse(raw, name, FILES.get(name)).shape
+    except DulError:
+        shape = None
+    canonical = CANONICAL_SHAPES.get(name) if dataset in CANONICAL_URLS else None
+    if shape is None or canonical is None:
+        return "the file is damaged or not the real one, fetch it again"
+    fix = f"use the canonical files (leave ingest.source empty to download them from {CANONICAL_URLS[dataset]})"
+    if shape != canonical:
+        return f"it holds shape {shape}, the canonical file {canonical}; {fix}"
+    items = "images" if "images" in name else "labels"
+    return (f"it is a valid IDX file of the canonical shape {shape}, but the pin covers its exact bytes,"
+            f" the order of the {items} included, so a reordered or re-encoded copy is refused too; {fix}")
 
 
 def _gz_matches(path: str | os.PathLike, sha256_gz: str | None) -> bool:

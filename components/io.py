@@ -8,6 +8,7 @@ leaves a half-written artifact that looks valid.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from components.errors import DulError
 
 
 @contextlib.contextmanager
@@ -42,6 +45,68 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
+    """Yield a temporary path beside each of ``paths``; move them all into place
+    only once the block has completed, so outputs that belong together come
+    from the same run.
+
+    The caller writes a file or fills a folder at each yielded path. On an
+    exception no target is touched and the temporaries are removed; running
+    out of disk space (ENOSPC, EDQUOT) is a DulError that says so. The moves
+    are renames within each target's folder: old targets are set aside first
+    and put back should a later move fail.
+    """
+    targets = [Path(path) for path in paths]
+    folders = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folders.append(Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)))
+        temporaries = tuple(folder / target.name for folder, target in zip(folders, targets))
+        yield temporaries
+        _move_all(targets, temporaries)
+    except Exception as err:  # an OSError, or an error raised while handling one (torch, zipfile)
+        if _no_space(err):
+            raise DulError(f"{os.strerror(_no_space(err)).lower()} while writing {', '.join(map(str, targets))}; "
+                           "nothing was replaced: free some space and rerun") from None
+        raise
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _move_all(targets: list[Path], temporaries: tuple[Path, ...]) -> None:
+    """Rename each temporary onto its target, old targets set aside beside it; undo all on failure."""
+    missing = [str(target) for target, new in zip(targets, temporaries) if not os.path.lexists(new)]
+    if missing:
+        raise ValueError(f"nothing was written for {', '.join(missing)}")
+    done: list[tuple[Path, Path, bool]] = []  # target, its temporary, whether an old one was set aside
+    try:
+        for target, new in zip(targets, temporaries):
+            had_old = os.path.lexists(target)
+            if had_old:
+                os.replace(target, new.with_name(".old"))
+            done.append((target, new, had_old))
+            os.replace(new, target)
+    except BaseException:
+        for target, new, had_old in reversed(done):
+            if os.path.lexists(target) and not os.path.lexists(new):
+                os.replace(target, new)
+            if had_old:
+                os.replace(new.with_name(".old"), target)
+        raise
+
+
+def _no_space(err: BaseException | None) -> int:
+    """ENOSPC or EDQUOT if ``err`` or an exception it came from is one, else 0."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err.errno
+        err = err.__cause__ or err.__context__
+    return 0
 
 
 def _umask() -> int:

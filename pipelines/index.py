@@ -17,7 +17,9 @@ precision-recall curves into reports/index/pr_curves.{csv,png}.
 
 It also writes index/search, the folder `dul search` answers free-text and
 document queries from (codes, address table, thresholds, ids, titles, the
-encoder and, for word counts, the vocabulary and TF-IDF rows). For word
+encoder and, for word counts, the vocabulary and TF-IDF rows). Both are
+written beside their targets first and moved into place together, so they
+always come from the same run (a full disk replaces neither). For word
 counts the same test queries then search the whole collection two ways, the
 paper's comparison: a Hamming-ball shortlist (radius 2, grown to 100 items
 by the nearest codes outside it; the 100 nearest codes above 32 bits)
@@ -40,7 +42,7 @@ from components.config import IndexParams, as_dict
 from components.data import SPLITS, read_card, read_ids, read_split
 from components.data.text import read_bow_split, read_titles, read_vocabulary
 from components.evaluation import encode, precision_recall_figure
-from components.io import file_md5, write_csv, write_json
+from components.io import atomic_paths, file_md5, write_csv, write_json
 from components.models import DeepAutoencoder
 from components.retrieval import binarize, fit_thresholds, knn, pack_bits, precision_at_k, write_index
 from components.retrieval.compare import baseline_vectors, compare_methods
@@ -65,21 +67,17 @@ def work(params: IndexParams) -> None:
         thresholds = fit_thresholds(codes["train"])
         bits = {split: binarize(c, thresholds) for split, c in codes.items()}
         card = read_card(DATA)
-        write_index(OUT, bits=np.concatenate([bits[s] for s in SPLITS]),
-                    labels=np.concatenate([data[s][1] for s in SPLITS]),
-                    splits=np.concatenate([[s] * len(data[s][1]) for s in SPLITS]),
-                    item_ids=np.concatenate([read_ids(DATA, s) for s in SPLITS]),
-                    thresholds=thresholds,
-                    meta={"dataset": card["dataset"], "model_md5": file_md5(MODEL),
-                          "label_names": card.get("label_names")})
+        queries = _queries(params, len(data["test"][1]))
+        with atomic_paths(OUT, SEARCH) as (codes_out, search_out):  # both from this run, or neither replaced
+            _write_codes(codes_out, card, data, bits, thresholds)
+            search_metrics = _search_index(search_out, model, thresholds, card, data, bits, queries, params.k)
         k = min(params.k, len(bits["train"]))
         neighbours, _ = knn(pack_bits(bits["test"]), pack_bits(bits["train"]), k)
         curve = precision_at_k(data["test"][1], data["train"][1], neighbours)
         metrics = {f"precision_at_{k}": float(curve[-1]), "n_bits": model.code_size,
                    "n_items": int(sum(len(b) for b in bits.values()))}
-        queries = _queries(params, len(data["test"][1]))
         metrics |= _compare(card, data, bits, codes if model.code_units == "linear" else None, queries)
-        metrics |= _search_index(model, thresholds, card, data, bits, queries, params.k)
+        metrics |= search_metrics
         write_json(REPORTS / "metrics.json", metrics)
         write_csv(REPORTS / "precision.csv", [{"k": j, "precision": float(p)} for j, p in enumerate(curve, start=1)])
         mlrun.log_metrics(metrics)
@@ -98,8 +96,20 @@ def _queries(params: IndexParams, n_test: int) -> np.ndarray:
     return np.sort(order[:params.max_queries]) if params.max_queries else np.arange(n_test)
 
 
-def _search_index(model, thresholds, card: dict, data: dict, bits: dict, queries: np.ndarray, k: int) -> dict:
-    """Write index/search over all items; for word counts, the search metrics of the test queries."""
+def _write_codes(path: Path, card: dict, data: dict, bits: dict, thresholds: np.ndarray) -> None:
+    """index/codes.npz (at ``path``, a temporary): every item's code, label, split and id."""
+    write_index(path, bits=np.concatenate([bits[s] for s in SPLITS]),
+                labels=np.concatenate([data[s][1] for s in SPLITS]),
+                splits=np.concatenate([[s] * len(data[s][1]) for s in SPLITS]),
+                item_ids=np.concatenate([read_ids(DATA, s) for s in SPLITS]),
+                thresholds=thresholds,
+                meta={"dataset": card["dataset"], "model_md5": file_md5(MODEL), "label_names": card.get("label_names")})
+
+
+def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits: dict, queries: np.ndarray,
+                  k: int) -> dict:
+    """Write index/search (at ``folder``, a temporary) over all items; for word counts, the
+    search metrics of the test queries."""
     labels = {split: data[split][1] for split in SPLITS}
     if card.get("kind") == "bow":
         parts = {split: read_bow_split(DATA / f"{split}.parquet") for split in SPLITS}
@@ -110,7 +120,7 @@ def _search_index(model, thresholds, card: dict, data: dict, bits: dict, queries
     else:
         ids = [f"{split}/{i}" for split in SPLITS for i in read_ids(DATA, split)]
         titles, text = [""] * len(ids), {}
-    write_search_index(SEARCH, model=model, thresholds=thresholds,
+    write_search_index(folder, model=model, thresholds=thresholds,
                        bits=np.concatenate([bits[s] for s in SPLITS]), ids=ids, titles=titles,
                        labels=np.concatenate([labels[s] for s in SPLITS]),
                        splits=np.concatenate([[s] * len(labels[s]) for s in SPLITS]),
@@ -119,7 +129,7 @@ def _search_index(model, thresholds, card: dict, data: dict, bits: dict, queries
     if not text:
         return {}
     offset = len(labels["train"]) + len(labels["validation"])
-    return compare_search(load_search_index(SEARCH), offset + queries, k, shortlist=100)
+    return compare_search(load_search_index(folder), offset + queries, k, shortlist=100)
 
 
 def _compare(card: dict, data: dict, bits: dict, codes: dict | None, queries: np.ndarray) -> dict:

@@ -14,6 +14,7 @@ from components.retrieval.address import (
     ball_lookup,
     build_address_table,
     lookup_ranges,
+    table_problem,
 )
 from components.retrieval.codes import pack_bits, pack_words, packed_from_words
 from components.retrieval.hamming import (
@@ -151,6 +152,22 @@ def test_hash_knn_with_scan_fallback_and_k_beyond_n():
         expected_ids, expected_dist, _ = brute_force(queries, bits, k)
         assert ids.shape == (6, min(k, 300))
         assert np.array_equal(ids, expected_ids) and np.array_equal(dist, expected_dist)
+
+
+@pytest.mark.parametrize("n_items, n_bits, dense, hashed", [
+    (1, 1, None, True), (5000, 8, None, True), (5000, 12, False, True), (3000, 20, None, True),
+    (3000, 32, None, False), (1, 32, None, True), (300, 3, False, True),
+])
+def test_tables_as_built_are_in_range(n_items, n_bits, dense, hashed):
+    keys = np.random.default_rng(n_bits).integers(0, 2**n_bits, n_items) >> np.random.default_rng(1).integers(0, 3)
+    table = build_address_table(keys, n_bits, dense, hashed)
+    assert table_problem(table, n_items) is None
+    assert table_problem(table, n_items - 1)[0] == "docs"  # one code fewer: the last document id points past it
+
+
+def test_a_multi_index_as_built_is_in_range():
+    words = pack_words(np.random.default_rng(0).random((500, 100)) > 0.5)
+    assert all(table_problem(table, 500) is None for table in build_multi_index(words, 100, 4).tables)
 
 
 @pytest.fixture

@@ -188,7 +188,7 @@ def test_unreachable_store_is_an_error(in_toy, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     status, _, err = dul(capsys, "score.txt")
-    assert status == 2 and "MLflow tracking store http://127.0.0.1:9 is unreachable" in err and "--no-mlflow" in err
+    assert status == 2 and "MLflow tracking server http://127.0.0.1:9 is unreachable" in err and "--no-mlflow" in err
 
 
 @pytest.fixture(scope="module")

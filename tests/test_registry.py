@@ -26,8 +26,8 @@ def encoder_file(folder, sizes=(8, 5, 3)):
     return model, folder / "autoencoder.pt"
 
 
-def register_encoder(path, value):
-    with tracking.stage_run("finetune", {"seed": 0}) as run:
+def register_encoder(path, value, deps=()):
+    with tracking.stage_run("finetune", {"seed": 0}, deps=deps) as run:
         run.log_metrics({"valid_squared_error": value})
         registered = registry.register_encoder(run, path, n_inputs=8, code_size=3,
                                                metric="valid_squared_error", value=value)
@@ -110,3 +110,55 @@ def test_a_failed_registration_is_one_line_and_fails_the_run(workdir, monkeypatc
     [run] = [r for r in client.search_runs([client.get_experiment_by_name("dul").experiment_id])
              if r.info.run_name == "finetune"]
     assert run.info.status == "FAILED"
+
+
+def prepared(folder, text):
+    """A data/prepared folder whose md5 (the dvc.deps tag) depends on ``text``."""
+    data = folder / "data" / "prepared"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "train.parquet").write_text(text)
+    return data.relative_to(folder)
+
+
+def test_champion_is_only_beaten_on_the_same_data(workdir):
+    _, path = encoder_file(workdir)
+    data = prepared(workdir, "digits v1")
+    first = tracking.content_md5(data)
+    assert register_encoder(path, 1.0, [data])[1].champion == "1"
+    second = tracking.content_md5(prepared(workdir, "digits v2"))
+    _, other = register_encoder(path, 0.1, [data])  # far lower error, but on other data
+    assert other.champion == "1" and f"v1 trained on other data (hash {first[:8]}" in other.reason
+    prepared(workdir, "digits v1")
+    assert register_encoder(path, 2.0, [data])[1].champion == "1"  # same data, higher error
+    _, better = register_encoder(path, 0.5, [data])
+    assert better.champion == "4" and "valid_squared_error 0.5 < v1's 1" in better.reason
+    client = MlflowClient(tracking.tracking_uri(workdir))
+    assert client.get_registered_model("dul-encoder").aliases == {"champion": 4}
+    assert second != first
+    assert client.get_model_version("dul-encoder", "2").tags == {"dul.data_md5": second,
+                                                                  "dul.metric": "valid_squared_error"}
+    assert client.get_model_version("dul-encoder", "4").tags["dul.data_md5"] == first
+
+
+def test_champion_needs_the_same_data_tag_on_its_run_too(workdir):
+    """A champion registered before versions carried the data hash: its run's dvc.deps tag counts."""
+    _, path = encoder_file(workdir)
+    data = prepared(workdir, "digits v1")
+    register_encoder(path, 1.0, [data])
+    client = MlflowClient(tracking.tracking_uri(workdir))
+    client.delete_model_version_tag("dul-encoder", "1", "dul.data_md5")
+    prepared(workdir, "digits v2")
+    assert "trained on other data" in register_encoder(path, 0.1, [data])[1].reason
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_metric_that_is_not_a_number_never_becomes_champion(workdir, bad):
+    _, path = encoder_file(workdir)
+    _, first = register_encoder(path, bad)
+    assert first.champion == "" and "never a champion" in first.reason
+    assert re.fullmatch(r"registered dul-encoder v1 in \d+\.\d s \(no champion: .*never a champion\)", first.describe())
+    client = MlflowClient(tracking.tracking_uri(workdir))
+    assert client.get_registered_model("dul-encoder").aliases == {}
+    assert register_encoder(path, 3.0)[1].champion == "2"
+    assert register_encoder(path, bad)[1].champion == "2"
+    assert client.get_registered_model("dul-encoder").aliases == {"champion": 2}

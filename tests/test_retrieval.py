@@ -280,3 +280,81 @@ def test_format_results_has_query_line_and_rows(tmp_path):
         assert line.split()[:4] == [str(value) for value in expected]
     same = sum(r["label"] == label for r in results)
     assert lines[-1] == f"{same} of 4 share the query's label; searched in 12.3 ms"
+
+
+def digits_comparison_inputs(n_bits=10):
+    """The index stage's _compare inputs on scikit-learn's digits: a random linear "encoder"."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(X))
+    parts = {"train": order[:1300], "test": order[1300:]}
+    weights = np.random.default_rng(1).standard_normal((64, n_bits)).astype(np.float32)
+    data = {split: (X[rows], y[rows].astype(np.int64)) for split, rows in parts.items()}
+    codes = {split: x @ weights for split, (x, _) in data.items()}
+    thresholds = fit_thresholds(codes["train"])
+    bits = {split: binarize(c, thresholds) for split, c in codes.items()}
+    card = {"dataset": "digits", "kind": "images", "n_labels": 10}
+    return card, data, bits, codes, np.arange(len(parts["test"]))
+
+
+def test_the_comparison_writes_the_same_bytes_on_one_and_two_threads(workdir):
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from pipelines.index import REPORTS, _compare
+
+    inputs, written, previous = digits_comparison_inputs(), {}, torch.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            with threadpool_limits(limits=threads):
+                metrics = _compare(*inputs)
+            written.setdefault(threads, set()).add(((REPORTS / "pr_curves.csv").read_bytes(), str(metrics)))
+    finally:
+        torch.set_num_threads(previous)
+    assert len(written[1]) == 1 and written[1] == written[2]
+    [(csv, _)] = written[1]
+    rows = [row.split(b",") for row in csv.splitlines()[1:]]
+    assert {row[0] for row in rows} == {b"autoencoder", b"autoencoder real-valued codes", b"pixels (cosine)",
+                                        b"PCA-10 (cosine)", b"LSH"}  # names with a comma lose the rest
+
+
+def test_baselines_and_ranking_run_on_one_thread_and_pca_in_float64(monkeypatch):
+    """What makes the bytes independent of load: no multithreaded BLAS or torch sum, no float32 PCA."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from components.retrieval import compare
+    from components.retrieval.evaluation import label_matrix
+
+    seen = []
+
+    def threads_now():
+        return {pool["num_threads"] for pool in threadpool_info()} | {torch.get_num_threads()}
+
+    class RecordingPCA(compare.PCA):
+        def fit(self, X, y=None):
+            seen.append(("pca", X.dtype, threads_now()))
+            return super().fit(X, y)
+
+    def recording_curves(*args, **kwargs):
+        seen.append(("ranking", None, threads_now()))
+        return retrieval_curves(*args, **kwargs)
+
+    retrieval_curves = compare.retrieval_curves
+    monkeypatch.setattr(compare, "PCA", RecordingPCA)
+    monkeypatch.setattr(compare, "retrieval_curves", recording_curves)
+    _, data, _, _, _ = digits_comparison_inputs()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threadpool_limits(limits=2):
+            methods = compare.baseline_vectors("images", data["train"][0], data["test"][0], 10)
+            compare.compare_methods(methods, label_matrix(data["test"][1], 10), label_matrix(data["train"][1], 10))
+            assert threads_now() == {2}  # restored afterwards
+    finally:
+        torch.set_num_threads(previous)
+    assert seen[0] == ("pca", np.float64, {1}) and len(seen) == 4 and all(s[2] == {1} for s in seen)
+    assert methods["PCA-10 (cosine)"][0].dtype == np.float32

@@ -218,6 +218,54 @@ def test_compare_search_reports_precision_and_time(folder):
     assert 5 <= metrics["search/shortlist_mean"] <= 29
 
 
+def corrupt(path, change):
+    """Rewrite the .npy at ``path`` with ``change`` applied: the same shape and dtype, so meta.json still agrees."""
+    array = np.load(path, allow_pickle=False)
+    change(array)
+    np.save(path, array, allow_pickle=False)
+
+
+def _first_slot_past_the_keys(slots):
+    slots[np.flatnonzero(slots != np.uint64(2**64 - 1))[0]] |= np.uint64(0xFFFF)
+
+
+def _first_slot_holds_another_key(slots):
+    slots[np.flatnonzero(slots != np.uint64(2**64 - 1))[0]] ^= np.uint64(1 << 32)
+
+
+@pytest.mark.parametrize("n_bits, name, change, problem", [
+    (8, "hash/address.docs.npy", lambda a: a.__setitem__(3, 30), "document id 30 is beyond the 30 codes"),
+    (8, "hash/address.docs.npy", lambda a: a.__setitem__(0, 2**32 - 1), "beyond the 30 codes"),
+    (8, "hash/address.offsets.npy", lambda a: a.__setitem__(1, 29), "offsets do not rise from 0"),
+    (8, "hash/address.keys.npy", lambda a: a.__setitem__(slice(None), a[::-1].copy()), "keys are not ascending"),
+    (8, "hash/address.keys.npy", lambda a: a.__setitem__(-1, 256), "distinct 8-bit keys"),
+    (8, "hash/address.slots.npy", _first_slot_past_the_keys, "slots do not hold the"),
+    (8, "hash/address.slots.npy", _first_slot_holds_another_key, "slots hold keys at positions of other keys"),
+    (8, "hash/address.filter.npy", lambda a: a.__setitem__(slice(None), 0), "filter rules out keys"),
+    (4, "hash/address.docs.npy", lambda a: a.__setitem__(-1, 31), "document id 31 is beyond the 30 codes"),
+    (4, "hash/address.offsets.npy", lambda a: a.__setitem__(0, 1), "offsets do not rise from 0"),
+    (40, "hash/mih0.docs.npy", lambda a: a.__setitem__(0, 1000), "document id 1000 is beyond the 30 codes"),
+    (8, "hash/words.npy", lambda a: a.__setitem__((0, 0), a[0, 0] | np.uint64(1)), "bits set beyond the 8-bit codes"),
+    (8, "tfidf.indices.npy", lambda a: a.__setitem__(0, 24), "holds words outside 0..23"),
+    (8, "tfidf.indptr.npy", lambda a: a.__setitem__(1, a[2] + 1), "does not rise from 0"),
+])
+def test_out_of_range_rows_are_a_dul_error_naming_the_file(tmp_path, n_bits, name, change, problem):
+    folder = build(tmp_path / "index", n_bits=n_bits)
+    corrupt(folder / name, change)
+    with pytest.raises(DulError) as failure:
+        load_search_index(folder)
+    message = str(failure.value)
+    assert message.startswith(f"{folder / name} ") and problem in message and "\n" not in message
+    assert message.endswith("rebuild it with `dvc repro index`")
+
+
+def test_cli_refuses_a_damaged_address_table_in_one_line(folder, capsys):
+    corrupt(folder / "hash" / "address.docs.npy", lambda a: a.__setitem__(0, 99))
+    assert dul(["search", "--index", str(folder), "rocket orbit", "--radius", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "address.docs.npy is out of range (document id 99" in err and "Traceback" not in err
+
+
 def test_cli_searches_text_and_docs(folder, capsys):
     assert dul(["search", "--index", str(folder), "rocket orbit", "-k", "3", "--radius", "8"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -259,7 +307,8 @@ def test_cli_names_a_missing_index(tmp_path, capsys):
     assert "answers --item N" in capsys.readouterr().err
 
 
-def test_index_stage_writes_the_search_folder_and_metrics(workdir, capsys):
+def index_stage_inputs(workdir, seed: int = 0) -> None:
+    """The index stage's inputs in ``workdir``: the corpus as prepared data, a random-weight model, params."""
     docs = corpus()
     for split in ("train", "validation", "test"):
         part = [d for d in docs if d[3] == split]
@@ -268,9 +317,13 @@ def test_index_stage_writes_the_search_folder_and_metrics(workdir, capsys):
                         np.array([d[2] for d in part]), counts, [d[1] for d in part], VOCABULARY)
     write_json(workdir / "data/prepared/card.json", {"dataset": "toy", "kind": "bow", "n_labels": 3,
                                                       "label_names": list(TOPICS)})
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     save_torch(workdir / "models/autoencoder.pt", DeepAutoencoder((24, 16, 8), "linear", "poisson").to_checkpoint())
     write_params(workdir)
+
+
+def test_index_stage_writes_the_search_folder_and_metrics(workdir, capsys):
+    index_stage_inputs(workdir)
     assert index_stage.main(["--params", str(workdir / "params.yaml")]) == 0
     index = load_search_index(workdir / "index/search")
     assert len(index) == 30 and list(index.ids[:2]) == ["sci.space/1000", "sci.space/1001"]

@@ -64,6 +64,42 @@ def id_dtype(n_items: int) -> np.dtype:
     return np.dtype(np.uint32 if n_items < 2**32 else np.uint64)
 
 
+def table_problem(table: AddressTable, n_items: int) -> tuple[str, str] | None:
+    """The first way a loaded ``table`` over ``n_items`` codes would send a lookup
+    out of its arrays or to wrong documents: (the array, what is wrong), or None.
+
+    Offsets rise from 0 to N, every document id is below N, keys (sparse) are
+    ascending n-bit keys, every slot holds one key at its position in ``keys``
+    (and U slots are used, so a probe for an absent key ends at an empty one),
+    and the filter lets every key through. Reads each array once: O(size)."""
+    offsets, docs = table.offsets, table.docs
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(docs) or np.any(offsets[1:] < offsets[:-1]):
+        return "offsets", f"offsets do not rise from 0 to the {len(docs)} documents"
+    if len(docs) and int(docs.max()) >= n_items:
+        return "docs", f"document id {int(docs.max())} is beyond the {n_items} codes"
+    if table.dense:
+        return None
+    keys = table.keys
+    if len(keys) and (int(keys[-1]) >> table.n_bits or np.any(keys[1:] <= keys[:-1])):
+        return "keys", f"keys are not ascending distinct {table.n_bits}-bit keys"
+    return _slots_problem(table)
+
+
+def _slots_problem(table: AddressTable) -> tuple[str, str] | None:
+    """``table_problem`` for the hash slots and the filter of a sparse table."""
+    keys, slots = table.keys, table.slots
+    if slots is not None:
+        held = slots[slots != EMPTY]
+        positions = (held & _LOW).astype(np.int64)
+        if len(held) != len(keys) or (len(held) and int(positions.max()) >= len(keys)):
+            return "slots", f"slots do not hold the {len(keys)} keys' positions"
+        if np.any((held >> np.uint64(32)) != keys[positions].astype(np.uint64)):
+            return "slots", "slots hold keys at positions of other keys"
+    if table.filter is not None and not _may_hold(table.filter, keys).all():
+        return "filter", "filter rules out keys the table holds"
+    return None
+
+
 def build_address_table(keys: np.ndarray, n_bits: int, dense: bool | None = None,
                         hashed: bool = True) -> AddressTable:
     """Group documents by key: (N,) integer keys < 2^n_bits -> AddressTable.

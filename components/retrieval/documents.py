@@ -41,6 +41,7 @@ from components.data.text import tokenize
 from components.errors import DulError
 from components.io import atomic_path
 from components.models import DeepAutoencoder
+from components.retrieval.address import table_problem
 from components.retrieval.folder import open_arrays, read_json, read_meta
 from components.retrieval.hamming import HashIndex, load_hash_index, write_hash_index
 
@@ -155,6 +156,7 @@ def load_search_index(folder) -> SearchIndex:
         if name not in arrays:
             raise DulError(f"{folder}/meta.json does not list {name}.npy: the index is incomplete; {_FIX}")
     hash_index = load_hash_index(folder / "hash")
+    _check_hash(folder / "hash", hash_index)
     model = _load_encoder(folder / "encoder.pt")
     vocabulary = _read_vocabulary(folder, meta) if meta.get("kind") == "bow" else None
     tfidf = None
@@ -201,7 +203,27 @@ def _tfidf(folder: Path, arrays: dict, n_items: int, n_words: int) -> scipy.spar
     if any(p is None for p in parts) or arrays.get("idf") is None or indptr.shape != (n_items + 1,) \
             or int(indptr[-1]) != len(data) or len(indices) != len(data) or arrays["idf"].shape != (n_words,):
         raise DulError(f"{folder}/tfidf.*.npy and idf.npy do not fit {n_items} items of {n_words} words: {_FIX}")
+    if indptr[0] != 0 or np.any(indptr[1:] < indptr[:-1]):
+        raise DulError(f"{folder}/tfidf.indptr.npy does not rise from 0 to {len(data)}: the index is damaged; {_FIX}")
+    if len(indices) and not 0 <= int(indices.min()) <= int(indices.max()) < n_words:
+        raise DulError(f"{folder}/tfidf.indices.npy holds words outside 0..{n_words - 1}: the index is damaged; "
+                       f"{_FIX}")
     return scipy.sparse.csr_matrix((data, indices, indptr), shape=(n_items, n_words))
+
+
+def _check_hash(folder: Path, index: HashIndex) -> None:
+    """Every code fits n_bits, and every table's lookups stay in range (``table_problem``)."""
+    spare = 64 * index.words.shape[1] - index.n_bits
+    if spare and len(index.words) and np.any(index.words[:, -1] & np.uint64((1 << spare) - 1)):
+        raise DulError(f"{folder}/words.npy has bits set beyond the {index.n_bits}-bit codes: the index is "
+                       f"damaged; {_FIX}")
+    tables = {"address": index.address} if index.address is not None else {}
+    tables |= {f"mih{i}": table for i, table in enumerate(index.mih.tables)} if index.mih is not None else {}
+    for prefix, table in tables.items():
+        problem = table_problem(table, len(index))
+        if problem:
+            raise DulError(f"{folder}/{prefix}.{problem[0]}.npy is out of range ({problem[1]}): the index is "
+                           f"damaged; {_FIX}")
 
 
 def _check(index: SearchIndex) -> None:

@@ -32,6 +32,7 @@ import logging  # noqa: E402
 
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException  # noqa: E402
 
 from components.errors import DulError  # noqa: E402
 from components.io import file_md5  # noqa: E402
@@ -132,7 +133,15 @@ def stage_run(stage: str, params: dict, *, deps: list[str | Path] = (), root: st
 def _client(root: Path) -> MlflowClient:
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    return connect(uri, root)
+
+
+def connect(uri: str, root: str | Path = ".", also: str = "") -> MlflowClient:
+    """A client of the store at ``uri``; a store MLflow cannot open is one DulError line."""
+    try:
+        return MlflowClient(uri)
+    except Exception as err:  # noqa: BLE001 (an unknown scheme, a file that is not a database, ...)
+        raise store_error(uri, Path(root), err, also) from None
 
 
 def _experiment(client: MlflowClient, root: Path) -> str:
@@ -145,13 +154,31 @@ def _experiment(client: MlflowClient, root: Path) -> str:
         location = (root / "mlartifacts").as_uri() if tracking_uri(root) == local_uri(root) else None
         return client.create_experiment(name, artifact_location=location)
     except Exception as err:  # MLflow raises many types for an unreachable or broken store
-        uri = tracking_uri(root)
-        if uri.startswith(("http://", "https://")):
-            raise DulError(f"MLflow tracking server {uri} is unreachable or failing ({failure_reason(err)}): "
-                           "start it, or set MLFLOW_TRACKING_URI to a running one (unset it for the local "
-                           f"store {local_uri(root)})") from None
-        raise DulError(f"MLflow tracking store {uri} is not usable: {failure_reason(err)}; "
-                       "check MLFLOW_TRACKING_URI") from None
+        raise store_error(tracking_uri(root), root, err) from None
+
+
+# What sqlite says of a file that is not, or no longer, a database.
+BROKEN_DATABASE = ("file is not a database", "database disk image is malformed", "unsupported file format")
+
+
+def store_error(uri: str, root: Path, err: BaseException, also: str = "") -> DulError:
+    """The one line for a store that cannot be used: what it is, why, and the fix (``also``: another fix)."""
+    reason, also = failure_reason(err), f", {also}" if also else ""
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if uri.startswith(("http://", "https://")):
+        return DulError(f"MLflow tracking server {uri} is unreachable or failing ({reason}): start it, or set "
+                        f"MLFLOW_TRACKING_URI to a running one (unset it for the local store {local_uri(root)}){also}")
+    if isinstance(err, UnsupportedModelRegistryStoreURIException):
+        return DulError(f"MLFLOW_TRACKING_URI={uri}: MLflow has no store for the scheme '{scheme}'; set it to a "
+                        "server (http://HOST:5000) or database (sqlite:///PATH, postgresql://...) URI, or unset "
+                        f"it for the local store {local_uri(root)}{also}")
+    store_file = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    broken = next((marker for marker in BROKEN_DATABASE if marker in reason), None)
+    if store_file and broken:
+        return DulError(f"{store_file} is not a usable MLflow database ({broken}): move it aside (mv {store_file} "
+                        f"{store_file}.broken) and rerun for a fresh store, or set MLFLOW_TRACKING_URI to another "
+                        f"store{also}")
+    return DulError(f"MLflow tracking store {uri} is not usable: {reason}; check MLFLOW_TRACKING_URI{also}")
 
 
 def failure_reason(err: BaseException) -> str:
@@ -165,12 +192,33 @@ def failure_reason(err: BaseException) -> str:
 
 
 def _parent_run(client: MlflowClient, experiment_id: str, group: str) -> str:
-    query = f"tags.`dul.run_group` = '{group}' and tags.`dul.role` = '{PARENT_ROLE}'"
+    query = tags_filter({"dul.run_group": group, "dul.role": PARENT_ROLE}, "run group", "DUL_RUN_GROUP")
     found = client.search_runs([experiment_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
     tags = {"dul.run_group": group, "dul.role": PARENT_ROLE}
     return client.create_run(experiment_id, run_name=f"pipeline {group}", tags=tags).info.run_id
+
+
+def tags_filter(tags: dict[str, str], what: str, setting: str) -> str:
+    """An MLflow search filter: every tag equals its value (``filter_value``)."""
+    return " and ".join(f"tags.`{key}` = {filter_value(value, what, setting)}" for key, value in tags.items())
+
+
+def filter_value(value: str, what: str, setting: str) -> str:
+    """``value`` as a string literal of MLflow's search filter grammar.
+
+    MLflow (SearchUtils._strip_quotes) only cuts off the outer quotes: a doubled
+    or backslashed quote stays in the value, so no quote can be escaped. A value
+    is single-quoted, or double-quoted when it holds a single quote. One that
+    holds both, or ends in a backslash (sqlparse reads it as escaping the
+    closing quote), cannot be written, and is a DulError naming ``setting``."""
+    if value.endswith("\\") or ("'" in value and '"' in value):
+        problem = "ends in a backslash" if value.endswith("\\") else "holds both ' and \""
+        raise DulError(f"{what} {value!r} cannot be looked up in MLflow: it {problem}; set {setting} to a name "
+                       "with one kind of quote at most and no final backslash")
+    quote = '"' if "'" in value else "'"
+    return f"{quote}{value}{quote}"
 
 
 def run_group(root: Path, commit: str) -> str:

@@ -20,11 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from components.errors import DulError, did_you_mean
-from components.tracking import content_md5, experiment_name, git_state, tracking_uri
+from components.tracking import (
+    connect,
+    content_md5,
+    experiment_name,
+    git_state,
+    store_error,
+    tags_filter,
+    tracking_uri,
+)
 
+NO_MLFLOW = "or pass --no-mlflow"
 RUN_FIELDS = ("run_id", "run_name", "stage", "status", "start_time", "git_commit")
 
 
@@ -114,15 +122,14 @@ class Runs:
         elif store_file is not None and not Path(store_file).is_file():
             self.note = f"no MLflow store at {self.uri}: lineage without MLflow runs"
         else:
-            self._connect()
+            self._connect(root)
 
-    def _connect(self) -> None:
-        client = MlflowClient(self.uri)
+    def _connect(self, root: Path) -> None:
+        client = connect(self.uri, root, also=NO_MLFLOW)
         try:
             experiment = client.get_experiment_by_name(experiment_name())
         except Exception as err:  # MLflow raises many types for an unreachable or broken store
-            raise DulError(f"MLflow tracking store {self.uri} is unreachable: {str(err).splitlines()[0][:200]}; "
-                           "check MLFLOW_TRACKING_URI or pass --no-mlflow") from None
+            raise store_error(self.uri, root, err, also=NO_MLFLOW) from None
         self.client = client
         if experiment is None:
             self.note = f"no experiment '{experiment_name()}' in {self.uri}: lineage without MLflow runs"
@@ -132,7 +139,8 @@ class Runs:
     def for_output(self, path: str, md5: str) -> list[dict]:
         if self.experiment_id is None or not md5 or "`" in path:
             return []
-        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`dvc.outs.{path}` = '{md5}'",
+        query = tags_filter({f"dvc.outs.{path}": md5}, "md5", "dvc.lock")
+        found = self.client.search_runs([self.experiment_id], filter_string=query,
                                         order_by=["attributes.start_time DESC"], max_results=50)
         return [_run_info(run) for run in found]
 

@@ -21,10 +21,14 @@ The models are "models from code" (``model_code.py`` plus the ``components``
 modules it imports, copied into the model), with explicit pip requirements
 and a signature: loading runs no pickle and infers nothing.
 
-Aliases: ``champion`` moves to the new version when its stage metric beats
-the champion's run's (finetune: lower ``valid_squared_error``; index: higher
-``precision_at_<k>``), or when there is no champion yet; a champion whose
-run lacks that metric (another ``index.k``) stays. ``latest`` is MLflow's
+Each version is tagged with the md5 of the data its stage read (``dul.data_md5``,
+the run's ``dvc.deps.data/prepared`` tag, "unknown" without it) and the name of
+its metric (``dul.metric``). Aliases: ``champion`` moves to the new version when
+its stage metric beats the champion's (finetune: lower ``valid_squared_error``;
+index: higher ``precision_at_<k>``) on the same data, or when there is no
+champion yet. A champion trained on other data, or whose run lacks that metric
+(another ``index.k``), stays; a metric that is NaN or infinite (a split with
+no items) never makes a champion. ``latest`` is MLflow's
 own alias for the highest version, so ``models:/dul-encoder@latest`` is
 always the newest (MLflow reserves the name: it cannot be set). A failed
 registration fails the stage (DulError), it is never skipped.
@@ -36,6 +40,7 @@ import ast
 import contextlib
 import importlib.metadata
 import io
+import math
 import os
 import shutil
 import tempfile
@@ -61,6 +66,8 @@ CHAMPION = "champion"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 PACKAGE = Path(__file__).resolve().parents[1]  # components/
 REQUIREMENTS = ("mlflow", "torch", "numpy", "scipy", "pandas")
+DATA_TAG = "dvc.deps.data/prepared"  # StageRun.tag_files: the md5 of the data the stage read
+VERSION_DATA, VERSION_METRIC = "dul.data_md5", "dul.metric"
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,8 @@ class Registered:
     reason: str
 
     def describe(self) -> str:
-        return f"registered {self.name} v{self.version} in {self.seconds:.1f} s (champion v{self.champion}: {self.reason})"
+        champion = f"champion v{self.champion}" if self.champion else "no champion"
+        return f"registered {self.name} v{self.version} in {self.seconds:.1f} s ({champion}: {self.reason})"
 
 
 def model_name(kind: str) -> str:
@@ -114,7 +122,10 @@ def _register(run: StageRun, kind: str, artifacts: dict, signature: ModelSignatu
                 name=kind, python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[_code_tree(Path(tmp))],
                 signature=signature, pip_requirements=_requirements(), registered_model_name=name)
         version = str(info.registered_model_version)
-        champion, reason = _champion(run.client, name, version, metric, value, higher_is_better)
+        data = run.client.get_run(run.run_id).data.tags.get(DATA_TAG) or "unknown"
+        run.client.set_model_version_tag(name, version, VERSION_DATA, data)
+        run.client.set_model_version_tag(name, version, VERSION_METRIC, metric)
+        champion, reason = _champion(run.client, name, version, (metric, value, data), higher_is_better)
         if champion == version:
             run.client.set_registered_model_alias(name, CHAMPION, version)
     except DulError:
@@ -126,24 +137,41 @@ def _register(run: StageRun, kind: str, artifacts: dict, signature: ModelSignatu
     return Registered(name, version, champion, metric, value, time.perf_counter() - start, reason)
 
 
-def _champion(client, name: str, version: str, metric: str, value: float,
+def _champion(client, name: str, version: str, score: tuple[str, float, str],
               higher_is_better: bool) -> tuple[str, str]:
-    """The version ``champion`` should point at, and why."""
+    """The version ``champion`` should point at ("" for none), and why. ``score``:
+    the new version's (metric, value, data md5)."""
+    metric, value, data = score
     aliases = client.get_registered_model(name).aliases  # {alias: version}
-    if CHAMPION not in aliases:
+    held = str(aliases.get(CHAMPION, ""))
+    if not math.isfinite(value):
+        return held, f"{metric} {value} is not a number to compare: never a champion"
+    if not held:
         return version, "the first champion"
-    current = client.get_model_version(name, str(aliases[CHAMPION]))
-    if str(current.version) == version:
+    if held == version:
         return version, "already"
-    try:
-        theirs = client.get_run(current.run_id).data.metrics.get(metric) if current.run_id else None
-    except MlflowException:  # its run was deleted for good
-        theirs = None
+    current = client.get_model_version(name, held)
+    theirs, their_data = _their_score(client, current, metric)
+    if their_data != data:
+        return held, f"v{held} trained on other data (hash {their_data[:8]}, this one {data[:8]}): not compared"
     if theirs is None:
-        return str(current.version), f"its run has no {metric} to compare with this one's {value:.4g}"
+        return held, f"its run has no {metric} to compare with this one's {value:.4g}"
     better = value > theirs if higher_is_better else value < theirs
     sign = (">" if better else "<=") if higher_is_better else ("<" if better else ">=")
-    return (version if better else str(current.version)), f"{metric} {value:.4g} {sign} v{current.version}'s {theirs:.4g}"
+    return (version if better else held), f"{metric} {value:.4g} {sign} v{held}'s {theirs:.4g}"
+
+
+def _their_score(client, current, metric: str) -> tuple[float | None, str]:
+    """The champion's ``metric`` (None if its run lacks it, or reports another
+    metric) and the md5 of its data (from its version tag, else its run's)."""
+    try:
+        run = client.get_run(current.run_id) if current.run_id else None
+    except MlflowException:  # its run was deleted for good
+        run = None
+    tags = current.tags or {}
+    data = tags.get(VERSION_DATA) or (run.data.tags.get(DATA_TAG) if run else None) or "unknown"
+    theirs = run.data.metrics.get(metric) if run and tags.get(VERSION_METRIC, metric) == metric else None
+    return theirs, data
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.tracking import _client, _experiment, _flatten, git_state, lineage_tags
+from components.tracking import _client, _experiment, _flatten, git_state, lineage_tags, tags_filter
 
 SWEEP_ROLE = "sweep"
 
@@ -73,6 +73,6 @@ class SweepRuns:
         client.set_terminated(self.parent, status)
 
     def _find(self, tags: dict[str, str]) -> str | None:
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in {"dul.sweep": self.name, **tags}.items())
+        query = tags_filter({"dul.sweep": self.name, **tags}, "sweep", "sweep.name")
         found = _client(self.root).search_runs([self.experiment_id], filter_string=query, max_results=1)
         return found[0].info.run_id if found else None

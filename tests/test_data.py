@@ -405,3 +405,100 @@ def test_real_fashion_mnist_verifies_and_splits(tmp_path):
     assert set(card["splits"]["test"]["label_counts"].values()) == {1000}
     X, y = read_split(tmp_path / "data", "test")
     assert X.shape == (10_000, 784) and X.dtype == np.float32 and np.bincount(y).tolist() == [1000] * 10
+
+
+# ---------------------------------------------------------------- item shape: card, legacy cards, (N, C, H, W)
+
+
+from components.data import as_images, item_shape  # noqa: E402  (this section's subject)
+
+
+def test_image_cards_record_the_channels_first_shape(fake_mnist, tmp_path):
+    folder, _ = fake_mnist
+    card = ingest("mnist", tmp_path / "mnist", source=str(folder))
+    assert card["shape"] == [1, SIDE, SIDE] and card["n_features"] == SIDE * SIDE and card["labels"] is True
+    assert read_card(tmp_path / "mnist")["shape"] == [1, SIDE, SIDE]
+    digits = ingest("digits", tmp_path / "digits")
+    assert (digits["image_shape"], digits["shape"], digits["n_features"]) == ([8, 8], [1, 8, 8], 64)
+    assert read_split(tmp_path / "digits", "test")[0].shape[1] == digits["n_features"]
+
+
+def test_cifar_card_shape_is_3_32_32(tmp_path, monkeypatch):
+    from components.data import cifar
+    from tests.test_cifar import cifar10_members, tar_gz
+
+    members, _ = cifar10_members()  # 10 training, 4 test images
+    archive = tar_gz(tmp_path / "cifar-10-binary.tar.gz", members)
+    pins = {archive.name: sources.FilePin("x", hashlib.sha256(archive.read_bytes()).hexdigest())}
+    monkeypatch.setitem(sources.FILE_PINS, "cifar10", pins)
+    monkeypatch.setitem(cifar.EXPECTED, "train", 10)
+    monkeypatch.setitem(cifar.EXPECTED, "test", 4)
+    card = ingest("cifar10", tmp_path / "data", source=str(archive), validation_fraction=0.2)
+    assert (card["image_shape"], card["shape"], card["n_features"]) == ([32, 32, 3], [3, 32, 32], 3072)
+    assert item_shape(card) == (3, 32, 32)
+    X, _ = read_split(tmp_path / "data", "train")
+    assert as_images(X, item_shape(card)).shape == (8, 3, 32, 32)
+
+
+def test_bag_of_words_cards_record_the_vocabulary_as_shape(tmp_path, monkeypatch):
+    from tests.test_corpora import _tiny_archive
+
+    archive = _tiny_archive(tmp_path / "20news-bydate.tar.gz")
+    pins = {archive.name: sources.FilePin("x", hashlib.sha256(archive.read_bytes()).hexdigest())}
+    monkeypatch.setitem(sources.FILE_PINS, "20newsgroups", pins)
+    out = tmp_path / "data"
+    card = ingest("20newsgroups", out, source=str(archive), validation_fraction=0.0, vocabulary_size=4)
+    assert (card["shape"], card["n_features"], card["vocabulary_size"]) == ([4], 4, 4)
+    assert read_card(out) == card and item_shape(card) == (4,)
+    legacy = {key: value for key, value in card.items() if key not in ("shape", "n_features")}
+    assert item_shape(legacy) == (4,)
+    older = {key: value for key, value in legacy.items() if key != "vocabulary_size"}
+    assert item_shape(older, out) == (4,)  # from the train split's schema metadata
+    with pytest.raises(DulError, match=r"records no shape nor vocabulary_size; pass its data_dir"):
+        item_shape(older)
+    with pytest.raises(DulError, match=r"shape \(4,\) is not an image shape"):
+        as_images(read_split(out, "train")[0], item_shape(card))
+
+
+@pytest.mark.parametrize(
+    ("card", "shape"),
+    [({"image_shape": [28, 28]}, (1, 28, 28)), ({"image_shape": [32, 32, 3]}, (3, 32, 32)),
+     ({"image_shape": [8, 6]}, (1, 8, 6)), ({"kind": "bow", "vocabulary_size": 2000}, (2000,)),
+     ({"shape": [3, 4, 5], "image_shape": [9, 9]}, (3, 4, 5))],
+)
+def test_item_shape_of_cards_written_before_shape(card, shape):
+    assert item_shape(card) == shape
+
+
+def test_item_shape_refuses_a_card_without_any_shape():
+    with pytest.raises(DulError, match=r"the card of mnist has no shape nor image_shape; run ingest again"):
+        item_shape({"dataset": "mnist"})
+
+
+def _colour_rows(count=2, height=2, width=3, constants=(10, 20, 30)) -> np.ndarray:
+    """Flat rows as read_split gives them: row-major, channels last (R, G, B of a pixel side by side)."""
+    pixel = np.array(constants, dtype=np.float32)  # (C,)
+    return np.tile(pixel, (count, height * width))  # (N, H*W*C): 10, 20, 30, 10, 20, 30, ...
+
+
+def test_as_images_moves_the_stored_channels_last_to_channels_first():
+    X = _colour_rows()
+    images = as_images(X, (3, 2, 3))
+    assert images.shape == (2, 3, 2, 3)
+    for channel, constant in enumerate((10, 20, 30)):
+        assert (images[:, channel] == constant).all()
+    naive = X.reshape(2, 3, 2, 3)  # what a plain reshape would give: channels mixed
+    assert not (naive[:, 0] == 10).all()
+    X[0, 3 * 4 + 1] = 99  # row 0, pixel (h=1, w=1), channel G
+    assert images[0, 1, 1, 1] == 99  # a view: no copy
+
+
+def test_as_images_works_on_torch_tensors_and_grey_images():
+    torch = pytest.importorskip("torch")
+    images = as_images(torch.from_numpy(_colour_rows()), (3, 2, 3))
+    assert isinstance(images, torch.Tensor) and tuple(images.shape) == (2, 3, 2, 3)
+    assert [images[:, c].unique().tolist() for c in range(3)] == [[10.0], [20.0], [30.0]]
+    grey = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.testing.assert_array_equal(as_images(grey, (1, 2, 3)), grey.reshape(2, 1, 2, 3))
+    with pytest.raises(DulError, match=r"rows of shape \(2, 6\) do not hold 3x2x3 images"):
+        as_images(grey, (3, 2, 3))

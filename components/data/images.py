@@ -10,9 +10,11 @@
   datasets). Rows are in ``id`` order. No timestamps: a re-run gives
   byte-identical files.
 - ``card.json``: dataset, source, ``image_shape`` ([H, W] for grey images,
-  [H, W, C] for colour ones: CIFAR's [32, 32, 3]), label names, split sizes
-  and label counts, and the sha256 of every source file with whether it
-  matched a pinned hash.
+  [H, W, C] for colour ones: CIFAR's [32, 32, 3]), ``shape`` (one item as
+  models see it, channels first: [1, H, W], CIFAR's [3, 32, 32]) and
+  ``n_features`` (its product), ``labels`` (false where the dataset has
+  none), label names, split sizes and label counts, and the sha256 of every
+  source file with whether it matched a pinned hash.
 
 ``digits`` has no official split: a seeded shuffle holds out
 ``test_fraction`` as test, then ``validation_fraction`` of the rest. The
@@ -21,7 +23,9 @@ the official training set: ``mnist`` / ``fashion-mnist`` (IDX files,
 ``components.data.sources``) and ``cifar10`` / ``cifar100`` (the binary
 archives, ``components.data.cifar``, fetched by ``components.data.fetch``;
 CIFAR-100's labels are the 100 fine classes, the card also names the 20
-superclasses).
+superclasses). ``binarized-mnist`` (``components.data.amat``) keeps the
+files' own train/valid/test (``validation_fraction`` does not apply); its
+pixels are stored as 0/255 and its labels as -1: it has none.
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.data import cifar, fetch, idx, sources
+from components.data import amat, cifar, fetch, idx, sources
 from components.errors import DulError
 from components.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
 CIFAR = ("cifar10", "cifar100")
-DATASETS = (*sources.DATASETS, *CIFAR)
+DATASETS = (*sources.DATASETS, amat.DATASET, *CIFAR)
 ROW_GROUP_SIZE = 10_000
 # official split of the IDX datasets -> (images file, labels file)
 IDX_SPLITS = {
@@ -60,10 +64,13 @@ def ingest_images(dataset: str, out_dir, *, source=None, validation_fraction: fl
         loaded = _digits(rng, validation_fraction, test_fraction)
     elif dataset in CIFAR:
         loaded = _cifar(dataset, source, cache_dir, rng, validation_fraction)
+    elif dataset == amat.DATASET:
+        loaded = _binarized(source, cache_dir)
     else:
         loaded = _idx_dataset(dataset, source, cache_dir, rng, validation_fraction)
     splits, files, source_name, names = loaded
-    card = _card(dataset, source_name, splits, files, names, seed, validation_fraction, test_fraction)
+    split_info = _split_info(dataset, seed, validation_fraction, test_fraction)
+    card = _card(dataset, source_name, splits, files, names, split_info)
     with atomic_path(out_dir, is_dir=True) as tmp:
         for name in SPLITS:
             _write_split(tmp / f"{name}.parquet", *splits[name])
@@ -144,6 +151,12 @@ def _cifar(dataset, source, cache_dir, rng: np.random.Generator, validation_frac
     return splits, fetched.files, fetched.source, names
 
 
+def _binarized(source, cache_dir):
+    """The three .amat files, each one split as it is; no labels."""
+    splits, files, source_name = amat.load(source, cache_dir)
+    return splits, files, source_name, {"labels": False, "label_names": [], "binarization": amat.BINARIZATION}
+
+
 def _pair(arrays: dict, paths: dict, images_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = arrays[images_name], arrays[labels_name]
     if len(images) != len(labels):
@@ -159,36 +172,62 @@ def _check_train(train: np.ndarray, dataset: str) -> None:
         raise DulError(f"ingest.validation_fraction/test_fraction leave no training items of {dataset}; lower them")
 
 
-def _card(dataset, source, splits: dict[str, Split], files, names: dict, seed, validation_fraction,
-          test_fraction) -> dict:
+def _card(dataset, source, splits: dict[str, Split], files, names: dict, split_info) -> dict:
     """The dataset card: deterministic (no timestamps, no cache paths)."""
-    shape = splits["train"][2].shape[1:]
-    largest = max((int(labels.max()) for _, labels, _ in splits.values() if len(labels)), default=-1)
-    n_labels = max(len(names["label_names"]), largest + 1)
-    official_test = dataset != "digits"
-    layout = "(H, W, C) channels last" if len(shape) == 3 else "(H, W)"
+    image_shape = [int(side) for side in splits["train"][2].shape[1:]]
+    labelled = names.get("labels", True)
+    n_labels = _n_labels(splits, names) if labelled else 0
+    layout = "(H, W, C) channels last" if len(image_shape) == 3 else "(H, W)"
     return {
         "dataset": dataset,
         "source": source,
-        "image_shape": [int(side) for side in shape],
+        "image_shape": image_shape,
+        **shape_fields(channels_first(image_shape)),
+        "labels": labelled,
         "n_labels": n_labels,
         **names,
         "pixels": f"uint8, {layout}, row-major; read_split scales them to [0, 1] by / 255",
-        "split": {
-            "seed": seed,
-            "validation_fraction": validation_fraction,
-            "test_fraction": None if official_test else test_fraction,
-            "test": _TEST.get(dataset, "official t10k files") if official_test else "random, test_fraction of all items",
-        },
-        "splits": {name: _split_summary(splits[name][1], n_labels) for name in SPLITS},
+        "split": split_info,
+        "splits": {name: _split_summary(splits[name][1], n_labels if labelled else None) for name in SPLITS},
         "files": files,
+    }
+
+
+def channels_first(image_shape) -> tuple[int, ...]:
+    """A card's ``image_shape`` as models see one image: [H, W] -> (1, H, W), [H, W, C] -> (C, H, W)."""
+    height, width, *channels = (int(side) for side in image_shape)
+    return (channels[0] if channels else 1, height, width)
+
+
+def shape_fields(shape) -> dict:
+    """The card's ``shape`` (one item as models see it) and ``n_features`` (its product)."""
+    return {"shape": [int(side) for side in shape], "n_features": int(np.prod(shape))}
+
+
+def _n_labels(splits: dict[str, Split], names: dict) -> int:
+    largest = max((int(labels.max()) for _, labels, _ in splits.values() if len(labels)), default=-1)
+    return max(len(names["label_names"]), largest + 1)
+
+
+def _split_info(dataset, seed, validation_fraction, test_fraction):
+    if dataset == amat.DATASET:
+        return "the files' own train/valid/test"
+    official_test = dataset != "digits"
+    return {
+        "seed": seed,
+        "validation_fraction": validation_fraction,
+        "test_fraction": None if official_test else test_fraction,
+        "test": _TEST.get(dataset, "official t10k files") if official_test else "random, test_fraction of all items",
     }
 
 
 _TEST = {"cifar10": "official test_batch.bin", "cifar100": "official test.bin"}
 
 
-def _split_summary(labels: np.ndarray, n_labels: int) -> dict:
+def _split_summary(labels: np.ndarray, n_labels: int | None) -> dict:
+    """The split's size and, for a labelled dataset (``n_labels`` not None), its count per label."""
+    if n_labels is None:
+        return {"count": len(labels)}
     counts = np.bincount(labels, minlength=n_labels)
     return {"count": len(labels), "label_counts": {str(k): int(c) for k, c in enumerate(counts)}}
 

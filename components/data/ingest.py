@@ -3,12 +3,18 @@
 ``ingest(dataset, out_dir, ...)`` dispatches on ``dataset``:
 
 - image datasets (``components.data.images``: ``digits``, ``mnist``,
-  ``fashion-mnist``, ``cifar10``, ``cifar100``): one row per image, ``id``,
-  ``label`` and ``pixels`` (uint8, H*W*C bytes, channels last); the card's
-  ``image_shape`` is [H, W], or [H, W, C] for colour images;
+  ``fashion-mnist``, ``cifar10``, ``cifar100``, ``binarized-mnist``): one
+  row per image, ``id``, ``label`` and ``pixels`` (uint8, H*W*C bytes,
+  channels last); the card's ``image_shape`` is [H, W], or [H, W, C] for
+  colour images;
 - text corpora (``components.data.corpora``: ``20newsgroups``,
   ``reuters21578``, ``rcv1-v2``): bag-of-words splits; the card has
   ``"kind": "bow"`` and says whether the corpus is ``multi_label``.
+
+Every card has ``shape``, one item as models see it ([C, H, W] for images,
+[V] for bag-of-words), and ``n_features``, its product; ``item_shape(card)``
+gives it for older cards too, and ``as_images`` turns a split's flat rows
+into (N, C, H, W).
 
 Either way ``out_dir`` gets ``train.parquet``, ``validation.parquet``,
 ``test.parquet`` and ``card.json``, whole or not at all, byte-identical on a
@@ -28,8 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.data import corpora, images, text
-from components.data.images import SPLITS
+from components.data.images import SPLITS, channels_first, shape_fields
 from components.errors import DulError, did_you_mean
+from components.io import write_json
 
 DATASETS = (*images.DATASETS, *corpora.TEXT_DATASETS)
 
@@ -63,11 +70,63 @@ def ingest(
     _check_fraction("validation_fraction", validation_fraction)
     _check_fraction("test_fraction", test_fraction)
     if dataset in corpora.TEXT_DATASETS:
-        return corpora.ingest_text(dataset, out_dir, source=source, cache_dir=cache_dir, vocabulary_size=vocabulary_size,
-                                   remove=remove, validation_fraction=validation_fraction, seed=seed, topics=topics,
+        card = corpora.ingest_text(dataset, out_dir, source=source, cache_dir=cache_dir,
+                                   vocabulary_size=vocabulary_size, remove=remove,
+                                   validation_fraction=validation_fraction, seed=seed, topics=topics,
                                    rcv1_split=rcv1_split)
+        return _add_bow_shape(card, out_dir)
     return images.ingest_images(dataset, out_dir, source=source, validation_fraction=validation_fraction,
                                 test_fraction=test_fraction, seed=seed, cache_dir=cache_dir)
+
+
+def _add_bow_shape(card: dict, out_dir) -> dict:
+    """Add ``shape`` [V] and ``n_features`` V to a bag-of-words card and rewrite it (atomically).
+
+    A card left without them (a run killed between the two writes) still
+    works: ``item_shape`` derives the shape from ``vocabulary_size``."""
+    card = card | shape_fields([card["vocabulary_size"]])
+    write_json(Path(out_dir) / "card.json", card)
+    return card
+
+
+def item_shape(card: dict, data_dir: str | os.PathLike | None = None) -> tuple[int, ...]:
+    """One item's shape as models see it: (C, H, W) for images, (V,) for bag-of-words.
+
+    The card's ``shape``; for a card written before it was recorded, derived
+    from ``image_shape`` ([H, W] -> (1, H, W), [H, W, C] -> (C, H, W)) or,
+    for a bag-of-words card, from ``vocabulary_size`` (else the train split's
+    vocabulary in ``data_dir``)."""
+    if "shape" in card:
+        return tuple(int(side) for side in card["shape"])
+    if card.get("kind") == "bow":
+        return (_vocabulary_size(card, data_dir),)
+    if "image_shape" in card:
+        return channels_first(card["image_shape"])
+    raise DulError(f"the card of {card.get('dataset', 'this dataset')} has no shape nor image_shape; run ingest again")
+
+
+def _vocabulary_size(card: dict, data_dir) -> int:
+    if "vocabulary_size" in card:
+        return int(card["vocabulary_size"])
+    if data_dir is None:
+        raise DulError("the bag-of-words card records no shape nor vocabulary_size; pass its data_dir to item_shape")
+    return len(text.read_vocabulary(_split_path(data_dir, "train")))
+
+
+def as_images(X, shape):
+    """Flat rows (N, H*W*C), channels last as stored, as images (N, C, H, W): a view, no copy.
+
+    ``X`` is a numpy array or a torch tensor (the result is the same kind);
+    ``shape`` is ``item_shape(card)``, (C, H, W)."""
+    if len(shape) != 3:
+        raise DulError(f"shape {tuple(shape)} is not an image shape (C, H, W); bag-of-words items are flat vectors")
+    channels, height, width = (int(side) for side in shape)
+    if X.ndim != 2 or X.shape[1] != channels * height * width:
+        raise DulError(f"rows of shape {tuple(X.shape)} do not hold {channels}x{height}x{width} images; "
+                       f"expected (N, {channels * height * width})")
+    pixels = X.reshape(-1, height, width, channels)  # (N, H, W, C): a row is row-major, channels last
+    permute = getattr(pixels, "permute", None)  # torch; numpy's transpose takes all axes instead
+    return permute(0, 3, 1, 2) if permute is not None else pixels.transpose(0, 3, 1, 2)
 
 
 def _check_fraction(key: str, value) -> None:
@@ -78,8 +137,15 @@ def _check_fraction(key: str, value) -> None:
 def read_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Load one split written by ``ingest``: X float32 (N, H*W*C) in [0, 1], y int64 (N,).
 
+    A row of X is one image as stored: row-major, channels last, so pixel
+    (h, w) of channel c is column (h * W + w) * C + c (CIFAR's R, G, B of a
+    pixel side by side). Models that take images as (N, C, H, W) reshape the
+    rows to (N, H, W, C) and move the channel axis forward:
+    ``as_images(X, item_shape(card))`` (a plain ``X.reshape(N, C, H, W)``
+    would mix the channels of neighbouring pixels). Grey images have C = 1.
     For a bag-of-words split X is the float32 word counts (N, V) and y the
-    ``label`` column (a multi-label document's first label)."""
+    ``label`` column (a multi-label document's first label). y is -1 for
+    every item of a dataset without labels (the card's ``labels`` is false)."""
     path = _split_path(data_dir, split)
     if _is_bow(path):
         counts, labels, _ = text.read_bow_split(path)

@@ -29,7 +29,7 @@ from components.evaluation.ais import (
     log_likelihood,
     pseudo_log_likelihood,
 )
-from components.models import BernoulliRBM
+from components.models.rbm import BernoulliRBM
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 TARGET = 0.1  # nats

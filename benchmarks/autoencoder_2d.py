@@ -39,7 +39,7 @@ from tqdm import tqdm
 from components.data.idx import read_idx
 from components.errors import DulError
 from components.evaluation.maps import maps_figure
-from components.models import DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
 from components.models.stack import layer_from_state
 from components.training.finetune import squared_error, train_epoch
 from components.training.pretrain import train_stack_in_memory

@@ -1,4 +1,5 @@
-"""A later model on our protocol: a binary-latent VAE for document hashing, in NASH's style.
+"""A later model on our protocol: the zoo's NASH family (components/models/nash.py), a
+binary-latent VAE for document hashing, trained here in a plain loop.
 
 Shen et al. (2018), "NASH: Toward end-to-end neural architecture for
 generative semantic hashing": an MLP encoder gives Bernoulli code
@@ -26,21 +27,12 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from components.data import read_split
+from components.models import registry
+from components.models.nash import NASH
 from components.retrieval import pack_bits
 from components.retrieval.compare import compare_methods
 from components.retrieval.evaluation import label_matrix
-
-
-def encoder_input(counts: torch.Tensor, idf: torch.Tensor, kind: str) -> torch.Tensor:
-    """What the encoder sees: log(1 + counts), or unit-length TF-IDF."""
-    if kind == "log":
-        return torch.log1p(counts)
-    weighted = counts * idf
-    return weighted / weighted.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
@@ -59,19 +51,16 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     X_train, y_train = read_split(args.data, "train")
     X_test, y_test = read_split(args.data, "test")
     train, test = torch.from_numpy(X_train), torch.from_numpy(X_test)
-    idf = torch.log((1 + len(train)) / (1 + (train > 0).float().sum(0))) + 1
-    inputs_train, inputs_test = encoder_input(train, idf, args.input), encoder_input(test, idf, args.input)
-    n_words = train.shape[1]
-    encoder = nn.Sequential(nn.Linear(n_words, args.hidden), nn.ReLU(), nn.Linear(args.hidden, args.hidden),
-                            nn.ReLU(), nn.Linear(args.hidden, args.bits))
-    decoder = nn.Linear(args.bits, n_words)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=args.lr)
+    params = NASH.Params(bits=args.bits, hidden=args.hidden, noise=args.noise, input=args.input, lr=args.lr,
+                         batch_size=args.batch_size, seed=args.seed)
+    model = registry.build("nash", params, (train.shape[1],)).fit_inputs(train)  # the zoo's family
+    optimizers = model.optimizers(params)
     labels_train, labels_test = label_matrix(y_train, 20), label_matrix(y_test, 20)
 
     @torch.no_grad()
     def precision() -> float:
-        bits_train = pack_bits(torch.sigmoid(encoder(inputs_train)).numpy() > 0.5)
-        bits_test = pack_bits(torch.sigmoid(encoder(inputs_test)).numpy() > 0.5)
+        bits_train = pack_bits(model.encode(train).numpy() > 0.5)
+        bits_test = pack_bits(model.encode(test).numpy() > 0.5)
         curves = compare_methods({"codes": (bits_train, bits_test, "hamming")}, labels_test, labels_train,
                                  np.array([100]))
         return float(curves["codes"]["precision"][0])
@@ -79,14 +68,7 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     history, start = [], time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         for rows in torch.randperm(len(train)).split(args.batch_size):
-            q = torch.sigmoid(encoder(inputs_train[rows]))
-            z = q + ((q > torch.rand_like(q)).float() - q).detach()  # straight-through Bernoulli sample
-            log_p = F.log_softmax(decoder(z + args.noise * torch.randn_like(z)), dim=1)
-            reconstruction = -(train[rows] * log_p).sum(1).mean()
-            kl = (q * torch.log(2 * q + 1e-10) + (1 - q) * torch.log(2 * (1 - q) + 1e-10)).sum(1).mean()
-            optimizer.zero_grad()
-            (reconstruction + kl).backward()
-            optimizer.step()
+            model.training_step(train[rows], optimizers)
         if epoch % 10 == 0 or epoch == args.epochs:
             history.append((epoch, precision()))
             print(f"epoch {epoch}: precision@100 {history[-1][1]:.3f} ({time.perf_counter() - start:.0f} s)",

@@ -121,7 +121,7 @@ def child_pretrain(n: int, data: Path) -> dict:
 def child_finetune(n: int, data: Path) -> dict:
     import torch
 
-    from components.models import DeepAutoencoder
+    from components.models.autoencoder import DeepAutoencoder
     from components.training.finetune import train_epoch
 
     X, source = _images(n, data)

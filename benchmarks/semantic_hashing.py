@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from components.data import read_split
-from components.models import DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import binarize, fit_thresholds, pack_bits
 from components.retrieval.compare import baseline_vectors, compare_methods
 from components.retrieval.evaluation import label_matrix

@@ -4,6 +4,7 @@
     dul stage pretrain            # the same as the DVC stage's command
     dul lineage index/codes.npz --verify   # where an output came from, checked against dvc.lock
     dul sweep                     # a Ray Tune sweep over params.yaml's sweep.space
+    dul params --check docs/params.md  # the params reference, generated from the code (or checked)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     stage.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     _add_lineage(commands)
     _add_sweep(commands)
+    _add_params(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "search":
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             return sweep(args.params, args.out, args.resume)
         if args.command == "lineage":
             return _lineage(args.target, args.verify, args.format, not args.no_mlflow)
+        if args.command == "params":
+            return _params(args.check, args.family)
         return importlib.import_module(f"pipelines.{args.name}").main(["--params", args.params])
     except DulError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -92,6 +96,40 @@ def _add_lineage(commands) -> None:
     lineage.add_argument("--format", choices=("tree", "json"), default="tree",
                          help="a readable tree, or one JSON document (default: %(default)s)")
     lineage.add_argument("--no-mlflow", action="store_true", help="do not look up MLflow runs")
+
+
+def _add_params(commands) -> None:
+    params = commands.add_parser(
+        "params", help="print the params reference, generated from the code's field comments",
+        description="Print one Markdown table per params.yaml stage section (docs/params.md), or a zoo family's\n"
+        "(--family): every key, its default and the comment on its field in components/config.py or the\n"
+        "family's Params.",
+        epilog="exit status: 0 ok; 1 --check found a difference; 2 a field without a comment, no such file,\n"
+        "or no markers.\n\nexamples:\n  dul params --check docs/params.md\n  dul params --family vae",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    params.add_argument("--check", metavar="FILE", help="exit 1 if FILE's reference (between <!-- params:begin --> "
+                        "and <!-- params:end -->) differs from the generated one, instead of printing it")
+    params.add_argument("--family", metavar="NAME", help="print zoo family NAME's section (its Params' fields)")
+
+
+def _params(check: str | None, family: str | None = None) -> int:
+    from components import params_doc
+
+    try:
+        if family is not None:
+            print(params_doc.family_reference(family), end="", flush=True)
+            return 0
+        if check is None:
+            print(params_doc.reference(), end="", flush=True)
+            return 0
+        problem = params_doc.check(check)
+    except ValueError as err:  # a field without a comment: the message names it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _lineage(target: str, check: bool, form: str, use_mlflow: bool) -> int:

@@ -10,18 +10,16 @@ default.
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
+import math
 import types
 import typing
 from pathlib import Path
 
-import yaml
 
 from components.errors import DulError, did_you_mean
+from components.params_file import MAX_PARAMS_BYTES, read_yaml  # noqa: F401 (MAX_PARAMS_BYTES re-exported)
 
 PARAMS_FILE = "params.yaml"
-MAX_PARAMS_BYTES = 1 << 20  # a params file is a few KiB; refuse anything larger before reading it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +34,24 @@ class RayParams:
 
 @dataclasses.dataclass(frozen=True)
 class IngestParams:
-    # digits | mnist | fashion-mnist | cifar10 | cifar100 | 20newsgroups | reuters21578 | rcv1-v2
-    dataset: str = "digits"
-    source: str | None = None  # null: canonical URLs; or a local folder / file / mirror URL
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.2  # digits only: the others have an official test set
-    vocabulary_size: int = 2000  # text corpora: the N most frequent training words
-    remove: tuple[str, ...] = ()  # 20newsgroups only: any of headers, footers, quotes
+    """Where the data comes from and how it is split (stage ingest, data/prepared)."""
+
+    dataset: str = "digits"  # images: digits (scikit-learn's bundled 1,797), mnist, fashion-mnist, binarized-mnist
+    # (Larochelle & Murray's fixed draw), cifar10, cifar100 (32x32 RGB); word counts: 20newsgroups (bydate split),
+    # reuters21578 (ModApte), rcv1-v2 (LYRL2004 tokens, streamed; multi-label)
+    source: str | None = None  # null: canonical URLs; or a local folder / file / mirror URL. Every file is checked
+    # against a pinned hash and cached (~/.cache/dul, or $DUL_CACHE). 20newsgroups, cifar10, cifar100, reuters21578:
+    # the archive, its folder or a mirror URL (reuters21578 also a folder of reut2-NNN.sgm files); rcv1-v2: a folder
+    # or base URL with the five lyrl2004_tokens_*.dat.gz files and rcv1-v2.topics.qrels.gz. The pins are sha256,
+    # except reuters21578.tar.gz (its published md5) and the LYRL2004 token files (none published: verified: false)
+    validation_fraction: float = 0.1  # share of the training set held out for validation (later stages choose on it)
+    test_fraction: float = 0.2  # digits only: share of all images for the test set (the others have an official one)
+    vocabulary_size: int = 2000  # text corpora: the N most frequent training words (the semantic-hashing papers' 2000)
+    remove: tuple[str, ...] = ()  # 20newsgroups only: any of headers, footers, quotes (scikit-learn's remove=);
+    # the headers name the newsgroup, so retrieval with them left in is trivial
     topics: str = "all"  # reuters21578: all (90 ModApte topics, multi-label) | R52 | R8 (single-label)
-    rcv1_split: str = "lyrl2004"  # rcv1-v2: lyrl2004 (23,149 / 781,265) | random (seeded halves)
-    seed: int = 0
+    rcv1_split: str = "lyrl2004"  # rcv1-v2: lyrl2004 (23,149 / 781,265) | random (seeded halves, 402,207 each)
+    seed: int = 0  # seed of the split
 
     def validate(self) -> None:
         _check_positive("ingest", self, ("vocabulary_size",))
@@ -56,6 +62,9 @@ class IngestParams:
         _check_choice("ingest.topics", self.topics, ("all", "R52", "R8"))
         _check_choice("ingest.rcv1_split", self.rcv1_split, ("lyrl2004", "random"))
         _check_fraction("ingest.validation_fraction", self.validation_fraction)
+        if self.validation_fraction == 0:  # every later stage measures on it (and the registry compares by it)
+            raise DulError("ingest.validation_fraction is 0: the validation split would be empty, and fine-tuning, "
+                           "the kept epoch and the registry's champion are chosen on it; use e.g. 0.1")
         _check_fraction("ingest.test_fraction", self.test_fraction)
 
 
@@ -73,26 +82,37 @@ class PretrainParams(RayParams):
 
     hidden: tuple[int, ...] = (256, 128, 64, 10)  # hidden sizes, bottom to top; the last is the code
     code_units: str = "linear"  # linear (Gaussian, as in the paper) | binary
-    epochs: int = 50
-    batch_size: int = 100
-    lr: float = 0.1
-    lr_code: float = 0.001
-    weight_decay: float = 0.0002
-    momentum_initial: float = 0.5
-    momentum_final: float = 0.9
-    momentum_switch_epoch: int = 5
-    init_std: float = 0.1
-    cd_k: int = 1
-    matmul_dtype: str = "float32"  # float32 | bfloat16: precision of CD's matrix products' inputs
-    visible_units: str = "auto"  # first layer: auto (bernoulli images, poisson counts) | ... | gaussian (standardised)
-    layer_model: str = "rbm"  # rbm | autoencoder (stacked autoencoders; denoising with noise > 0)
-    noise: float = 0.0  # autoencoder layers: fraction of inputs zeroed (masking noise)
-    persistent: bool = False  # persistent CD (Tieleman 2008) instead of CD-k
+    epochs: int = 50  # epochs per layer
+    batch_size: int = 100  # mini-batch size
+    lr: float = 0.1  # learning rate of the binary layers
+    lr_code: float = 0.001  # learning rate of a linear code layer
+    weight_decay: float = 0.0002  # weight cost, on the weights only
+    momentum_initial: float = 0.5  # momentum for the first momentum_switch_epoch epochs
+    momentum_final: float = 0.9  # momentum after them
+    momentum_switch_epoch: int = 5  # the epoch at which momentum_final takes over
+    init_std: float = 0.1  # initial weights: init_std * N(0, 1)
+    cd_k: int = 1  # Gibbs steps of contrastive divergence
+    matmul_dtype: str = "float32"  # float32 | bfloat16: the precision of CD's matrix products' inputs
+    # (activations, gradients and weights stay float32); bfloat16 only where it is fast: CPUs with AVX-512
+    # BF16 or AMX, bf16-capable GPUs; refused elsewhere (emulated bf16 was 35x slower on an AVX2 EPYC)
+    visible_units: str = "auto"  # first layer: auto (bernoulli images, poisson counts) | bernoulli | poisson
+    # (constrained Poisson, Semantic Hashing 2009) | softmax (replicated softmax, NIPS 2009) |
+    # gaussian (Gaussian-Bernoulli RBM for real values, standardised per feature by the pipeline; it needs
+    # layer_model: rbm and a small layer-1 rate in lr_layers, e.g. [0.001, 0.1, 0.1, 0.001])
+    layer_model: str = "rbm"  # rbm (a DBN) | autoencoder (stacked tied-weight autoencoders, denoising with noise > 0,
+    # trained by the same layer-wise routine and unrolled the same way)
+    noise: float = 0.0  # autoencoder layers: fraction of inputs zeroed (masking noise; Vincent et al. 2008)
+    persistent: bool = False  # persistent CD (Tieleman 2008) instead of CD-k: the negative chains carry over between
+    # batches (they restart from data on a resumed run)
     sparsity_target: float = 0.05  # mean hidden activation aimed at, when sparsity_cost > 0
-    sparsity_cost: float = 0.0  # 0: no sparsity penalty
+    sparsity_cost: float = 0.0  # 0: no sparsity penalty (Lee et al. 2008; Hinton's practical guide, section 11)
     lr_layers: tuple[float, ...] = ()  # per-layer learning rates; empty: lr (lr_code for a linear code layer)
     stream: bool | str = "auto"  # auto | true | false: read the split batch by batch (components.data.stream)
-    seed: int = 0
+    # instead of loading it whole: each worker takes every world-th row, row groups are read in a shuffled order and
+    # their rows shuffled in windows of 32,768, so memory is that window, not the corpus; layers above the first get
+    # their inputs by passing each batch up through the trained layers. auto streams when the splits as dense float32
+    # exceed 1/8 of the machine's RAM
+    seed: int = 0  # every epoch's draws are seeded from it, so a resumed run matches an uninterrupted one
 
     def validate(self) -> None:
         _check_ray(self, "pretrain")
@@ -128,23 +148,29 @@ class PretrainParams(RayParams):
                 raise DulError(f"pretrain.hidden[{i}] is {size}: every layer needs at least 1 unit")
         _check_choice("pretrain.code_units", self.code_units, ("linear", "binary"))
         _check_positive("pretrain", self, ("epochs", "batch_size", "lr", "lr_code", "init_std", "cd_k"))
+        _check_not_negative("pretrain", self, ("weight_decay", "momentum_initial", "momentum_final",
+                                               "momentum_switch_epoch", "seed"))
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneParams(RayParams):
     """Backpropagation through the unrolled deep autoencoder (cross-entropy loss)."""
 
-    epochs: int = 30
-    batch_size: int = 100
-    optimizer: str = "adam"  # adam | sgd | cg | lbfgs (cg, lbfgs: the paper's batch methods)
-    lr: float = 0.001  # adam and sgd
-    momentum: float = 0.9  # sgd only
+    epochs: int = 60  # epochs of backpropagation
+    batch_size: int = 100  # mini-batch size
+    optimizer: str = "adam"  # adam | sgd | cg | lbfgs (cg, lbfgs: the paper's batch methods;
+    # cg: nonlinear conjugate gradients (scipy), lbfgs: torch's; the paper used cg, batch_size 1000, 3 line searches)
+    lr: float = 0.001  # learning rate (adam and sgd)
+    momentum: float = 0.9  # momentum (sgd only)
     line_searches: int = 3  # cg and lbfgs: line searches (iterations) per batch
     init: str = "pretrained"  # pretrained (the unrolled stack) | random (the no-pretraining baseline)
-    code_noise: float = 0.0  # std of Gaussian noise on the code layer's inputs (semantic hashing: 4)
+    code_noise: float = 0.0  # std of Gaussian noise on the code layer's inputs (semantic hashing: 4), which makes
+    # the codes nearly binary
     keep: str = "last"  # last | best_precision (the epoch whose codes retrieve best; components/training/selection)
+    # best_precision scores each epoch (0: the pretrained net) by precision@100 of up to 2,000 validation rows querying
+    # up to 10,000 training rows, and reports/finetune/metrics.json names the kept_epoch; semantic hashing wants it
     stream: bool | str = "auto"  # auto | true | false: as pretrain.stream, for the train and validation splits
-    seed: int = 0
+    seed: int = 0  # as pretrain.seed
 
     def validate(self) -> None:
         _check_ray(self, "finetune")
@@ -153,14 +179,17 @@ class FinetuneParams(RayParams):
         _check_choice("finetune.init", self.init, ("pretrained", "random"))
         _check_choice("finetune.keep", self.keep, ("last", "best_precision"))
         _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
-        if self.code_noise < 0:
-            raise DulError(f"finetune.code_noise is {self.code_noise}: must be 0 or more")
+        _check_not_negative("finetune", self, ("momentum", "code_noise", "seed"))
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
+    """Test figures of the fine-tuned autoencoder against PCA (stage evaluate)."""
+
     n_images: int = 10  # test images shown in the reconstruction figure
-    ais_chains: int = 100  # AIS runs for the first RBM's log Z and test log-likelihood; 0: skip
+    ais_chains: int = 100  # AIS runs for the first RBM's log Z and test log-likelihood; 0: skip. Annealed importance
+    # sampling (Salakhutdinov & Murray 2008; 14,500 inverse temperatures), with +-3 sigma bars on log Z, test images
+    # binarised at 0.5, when the first layer is a Bernoulli RBM; also its pseudo-log-likelihood
 
     def validate(self) -> None:
         _check_positive("evaluate", self, ("n_images",))
@@ -170,11 +199,18 @@ class EvaluateParams:
 
 @dataclasses.dataclass(frozen=True)
 class IndexParams:
+    """The retrieval index: a code for every item, the search folder, precision@k (stage index)."""
+
+    model: str = "models/autoencoder.pt"  # the encoder whose codes are indexed: any family with codes
     k: int = 10  # precision@k: neighbours per query, test items against training items
-    max_queries: int = 2000  # test queries for the precision-recall comparison with baselines; 0: all
+    max_queries: int = 2000  # test queries for the precision-recall comparison with baselines; 0: all. A seeded
+    # sample; the baselines have the codes' size (TF-IDF, LSA, LSH for counts; pixels, PCA, LSH for images)
 
     def validate(self) -> None:
         _check_positive("index", self, ("k",))
+        if not self.model.startswith("models/") or not self.model.endswith(".pt"):
+            raise DulError(f"index.model is '{self.model}': a checkpoint under models/, e.g. models/autoencoder.pt "
+                           "(the flagship) or models/zoo/nash.pt")
         if self.max_queries < 0:
             raise DulError(f"index.max_queries is {self.max_queries}: must be 0 (all) or more")
 
@@ -188,22 +224,54 @@ class SweepParams:
     checks it and turns it into Ray Tune's search space.
     """
 
-    name: str | None = None  # null: named by a hash of the params and the data
-    metric: str = "finetune.valid_squared_error"  # stage.metric, reported every epoch
+    name: str | None = None  # null: named by a hash of the params and the data. The name picks the Ray storage
+    # folder ray_results/sweep-NAME and the MLflow parent run "sweep NAME"
+    metric: str = "finetune.valid_squared_error"  # stage.metric, reported every epoch: finetune.valid_squared_error,
+    # finetune.train_squared_error or finetune.train_loss
     mode: str = "min"  # min | max
     num_samples: int = 8  # trials (with grid keys: repeats of the grid)
     max_concurrent: int = 2  # trials at once (fewer if the CPUs do not fit them)
     scheduler: str = "asha"  # asha (stops poor trials early) | fifo
     grace_period: int = 1  # asha: epochs before a trial can be stopped
-    search: str = "optuna"  # optuna | random | grid
-    seed: int = 0
-    space: dict = dataclasses.field(default_factory=dict)
+    search: str = "optuna"  # optuna (TPE) | random (Tune's random search; grid keys are crossed) |
+    # grid (only grid keys)
+    seed: int = 0  # seed of the search
+    space: dict = dataclasses.field(default_factory=lambda: {"finetune.lr": {"loguniform": [1.0e-4, 1.0e-2]},
+                                                             "pretrain.epochs": {"choice": [10, 25, 50]}})
+    # stage.param: {distribution: [arguments]} for pretrain and finetune params: uniform or loguniform: [low, high],
+    # randint: [low, high] (high excluded), choice or grid: [a, b, ...]
 
     def validate(self) -> None:
         _check_choice("sweep.mode", self.mode, ("min", "max"))
         _check_choice("sweep.scheduler", self.scheduler, ("asha", "fifo"))
         _check_choice("sweep.search", self.search, ("optuna", "random", "grid"))
         _check_positive("sweep", self, ("num_samples", "max_concurrent", "grace_period"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooParams(RayParams):
+    """The model zoo: which families ``dvc repro`` trains (one stage each,
+    ``train@<family>``, with the family's own params section), on which data
+    protocol, and how their test likelihoods are estimated (reports/zoo/)."""
+
+    families: tuple[str, ...] = ()  # the families dvc repro trains (train@<family>), each with its own section
+    binarization: str = "fixed"  # threshold (x > 0.5) | fixed (one seeded draw, Larochelle & Murray) | dynamic
+    binarization_seed: int = 0  # the fixed draw (and the validation and test draw under dynamic)
+    test_samples: int = 5000  # importance samples per test item for IS estimates (the IWAE paper's k)
+    test_items: int = 0  # test items scored (the first ones); 0: all
+    samples: int = 64  # samples drawn for each family's picture
+
+    def validate(self) -> None:
+        _check_ray(self, "zoo")
+        _check_choice("zoo.binarization", self.binarization, ("threshold", "fixed", "dynamic"))
+        _check_positive("zoo", self, ("test_samples", "samples"))
+        _check_not_negative("zoo", self, ("binarization_seed", "test_items"))
+        from components.models.registry import ZOO_FAMILIES
+
+        for family in self.families:
+            _check_choice("zoo.families", family, ZOO_FAMILIES)
+        if len(set(self.families)) != len(self.families):
+            raise DulError(f"zoo.families lists a family twice: {list(self.families)}")
 
 
 SECTIONS: dict[str, type] = {
@@ -213,6 +281,7 @@ SECTIONS: dict[str, type] = {
     "evaluate": EvaluateParams,
     "index": IndexParams,
     "sweep": SweepParams,
+    "zoo": ZooParams,
 }
 
 
@@ -236,89 +305,39 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
     mapping, an unknown section. Values are the sections' validators' business.
     """
     path = Path(path)
-    raw = _parse_yaml(_params_text(path), path)
+    raw = read_yaml(path)
     raw = raw or {}
     if not isinstance(raw, dict):
         raise DulError(f"{path}: expected a mapping of stage sections at the top level")
+    from components.models.registry import ZOO_FAMILIES
+
     for name in raw:
-        if name not in SECTIONS:
-            raise DulError(f"{path}: unknown section '{name}'; {did_you_mean(name, SECTIONS)}")
+        if name not in SECTIONS and name not in ZOO_FAMILIES:
+            raise DulError(f"{path}: unknown section '{name}'; {did_you_mean(name, [*SECTIONS, *ZOO_FAMILIES])}")
+    listed = (raw.get("zoo") or {}).get("families") or ()
+    for name in raw:
+        if name in ZOO_FAMILIES and name not in (listed or ()):
+            raise DulError(f"{path}: section '{name}' is for a family zoo.families does not list; "
+                           f"add {name} to zoo.families or remove the section")
     return raw
 
 
-def _params_text(path: Path) -> str:
-    """The text of the params file, refused unless it is a regular UTF-8 file of at most MAX_PARAMS_BYTES."""
-    try:
-        _check_params_stat(path, path.stat())
-        with open(path, "rb") as file:
-            data = file.read(MAX_PARAMS_BYTES + 1)
-    except FileNotFoundError:
-        raise DulError(f"{path}: params file not found (run from the repository root)") from None
-    except OSError as err:
-        raise DulError(f"{path}: cannot read the params file: {err.strerror or err}") from None
-    if len(data) > MAX_PARAMS_BYTES:  # it grew after the check
-        raise DulError(f"{path} is over {MAX_PARAMS_BYTES} bytes, too large for a params file; pass params.yaml")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DulError(f"{path}: not UTF-8 text: byte {err.start} (line {line}) is 0x{data[err.start]:02x};"
-                       " save the file as UTF-8") from None
+def load_family_params(family: str, path: str | Path = PARAMS_FILE):
+    """Family ``family``'s params section (defaults for keys it does not set), checked."""
+    from components.models.registry import params_class
 
-
-def _check_params_stat(path: Path, info: os.stat_result) -> None:
-    """Refuse what is no params file before reading it: /dev/zero or a FIFO never ends, a huge file fills memory."""
-    if stat.S_ISDIR(info.st_mode):
-        raise DulError(f"{path} is a directory, not a params file; pass the params.yaml inside it")
-    if not stat.S_ISREG(info.st_mode):
-        raise DulError(f"{path} is not a regular file (a device, FIFO or socket); pass a params.yaml file")
-    if info.st_size > MAX_PARAMS_BYTES:
-        raise DulError(f"{path} is {info.st_size} bytes, too large for a params file"
-                       f" (at most {MAX_PARAMS_BYTES}); pass params.yaml")
-
-
-def _parse_yaml(text: str, path: Path):
-    """The YAML document in ``text``; a syntax error or a repeated key is a DulError with its line."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DulError(f"{path}: not valid YAML{where}: {err.problem or err.context}") from None
-    except yaml.YAMLError as err:
-        raise DulError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    except RecursionError:
-        raise DulError(f"{path}: not valid YAML: nested too deeply for a params file") from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping, at any depth.
-
-    Plain PyYAML keeps the last value silently. A key that overrides one
-    merged in with ``<<`` is allowed, as YAML intends.
-    """
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}  # key -> the node that gave it first
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node)
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            if first is not key_node:
-                line = first.start_mark.line + 1
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping (first on line {line}); keep one",
-                    key_node.start_mark)
-        return super().construct_mapping(node, deep)
+    raw = read_params_file(path)
+    return parse_dataclass(params_class(family), family, raw.get(family) or {})
 
 
 def parse_section(section: str, values: dict):
     """Build and validate the dataclass for ``section`` from a plain mapping."""
-    cls = SECTIONS[section]
+    return parse_dataclass(SECTIONS[section], section, values)
+
+
+def parse_dataclass(cls: type, section: str, values: dict):
+    """Build and validate ``cls`` (a frozen dataclass) from a plain mapping, every
+    key checked: unknown keys, wrong types, and NaN or inf where a number is due."""
     if not isinstance(values, dict):
         raise DulError(f"{section}: expected a mapping of keys, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
@@ -328,7 +347,8 @@ def parse_section(section: str, values: dict):
             raise DulError(f"{section}.{key}: unknown key; {did_you_mean(key, names)}")
     kwargs = {k: _coerce(f"{section}.{k}", v, hints[k]) for k, v in values.items()}
     params = cls(**kwargs)
-    params.validate()
+    if hasattr(params, "validate"):
+        params.validate()
     return params
 
 
@@ -364,11 +384,20 @@ def _coerce(key: str, value, hint):
         if not isinstance(value, list):
             raise DulError(f"{key}: expected a list, got {value!r}")
         return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise DulError(f"{key} is {value}: must be a finite number")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
         raise DulError(f"{key}: expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _check_not_negative(section: str, params, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(params, name)
+        if value < 0:
+            raise DulError(f"{section}.{name} is {value}: must be 0 or more")
 
 
 def _check_fraction(key: str, value: float) -> None:

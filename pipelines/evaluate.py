@@ -36,7 +36,10 @@ from components.evaluation.maps import maps_figure, project_2d
 from components.evaluation.samples import samples_figure
 from components.evaluation.words import top_words, word_table_figure
 from components.io import read_csv, write_json
-from components.models import DeepAutoencoder, DeepBeliefNet
+from components.errors import DulError
+from components.models import registry
+from components.models.base import Encoder, Reconstructor
+from components.models.dbn import DeepBeliefNet
 from components.models.stack import layer_from_state
 from pipelines._stage import entry, run
 
@@ -51,8 +54,11 @@ SAMPLES, GIBBS_STEPS = 30, 1000
 def work(params: EvaluateParams) -> None:
     card = read_card(DATA)
     with tracking.stage_run("evaluate", as_dict(params), deps=[DATA, MODEL, STACK]) as mlrun:
-        model = DeepAutoencoder.from_checkpoint(torch.load(MODEL, weights_only=True))
-        stack = torch.load(STACK, weights_only=True)
+        model = registry.load(MODEL)
+        if not isinstance(model, Reconstructor) or not isinstance(model, Encoder):
+            raise DulError(f"evaluate: {MODEL} holds a {model.family} model; evaluate measures an autoencoder's "
+                           "reconstructions and codes (zoo families are measured by their train@ stages)")
+        stack = registry.read_checkpoint(STACK)
         X_train, _ = read_split(DATA, "train")
         X_test, y_test = read_split(DATA, "test")
         if card.get("kind") == "bow":

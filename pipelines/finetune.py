@@ -15,9 +15,10 @@ from pathlib import Path
 from components import tracking
 from components.config import FinetuneParams, as_dict
 from components.data import read_card
+from components.models import registry
 from components.io import content_key, file_md5, save_torch, write_csv, write_json
 from components.tracking.registry import register_encoder
-from components.training import finetune_autoencoder
+from components.training.finetune import finetune_autoencoder
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")
@@ -27,27 +28,36 @@ REPORTS = Path("reports/finetune")
 
 
 def work(params: FinetuneParams) -> None:
+    registry.read_checkpoint(STACK)  # a damaged or foreign stack.pt: one line, before Ray starts
     key = content_key(as_dict(params), read_card(DATA), file_md5(STACK))
     with tracking.stage_run("finetune", as_dict(params), deps=[DATA, STACK]) as mlrun:
         result = finetune_autoencoder(DATA, STACK, params, key=key)
         save_torch(OUT, result["checkpoint"])
         history = result["history"]
         write_csv(REPORTS / "curve.csv", history)
-        final = history[-1]
-        metrics = {k: final[k] for k in ("train_loss", "train_squared_error", "valid_squared_error")}
-        if result["kept"]:  # keep: best_precision; the saved net is the kept epoch's
-            metrics |= {"kept_epoch": result["kept"]["epoch"],
-                        "valid_precision_at_100": result["kept"]["precision_at_100"],
-                        "valid_squared_error": result["kept"]["valid_squared_error"]}
+        metrics = kept_metrics(history, result["kept"])
         write_json(REPORTS / "metrics.json", metrics)
         mlrun.log_history(history, prefix="finetune_")
         mlrun.log_metrics(metrics)
         mlrun.log_artifact(OUT, "model")
         mlrun.tag_files("outs", [OUT])
-        sizes = result["checkpoint"]["config"]["sizes"]
+        sizes = result["checkpoint"]["params"]["sizes"]
         registered = register_encoder(mlrun, OUT, n_inputs=sizes[0], code_size=sizes[-1],
                                       metric="valid_squared_error", value=metrics["valid_squared_error"])
     print(f"finetune: -> {OUT}; valid squared error {metrics['valid_squared_error']:.3f}; {registered.describe()}")
+
+
+def kept_metrics(history: list[dict], kept: dict | None) -> dict:
+    """The figures of the epoch whose net is saved: the last, or with ``keep:
+    best_precision`` the kept one (epoch 0, the net before fine-tuning, has no
+    training figures)."""
+    epoch = kept["epoch"] if kept else history[-1]["epoch"]
+    row = next((r for r in history if r["epoch"] == epoch), {})
+    metrics = {k: row[k] for k in ("train_loss", "train_squared_error", "valid_squared_error") if k in row}
+    if kept:
+        metrics |= {"kept_epoch": epoch, "valid_precision_at_100": kept["precision_at_100"],
+                    "valid_squared_error": kept["valid_squared_error"]}
+    return metrics
 
 
 main = entry("finetune", __doc__, work)

@@ -1,6 +1,8 @@
 """Stage index: binary codes for every item, the retrieval index, precision@k.
 
-Encodes train, validation and test items with the fine-tuned encoder,
+Encodes train, validation and test items with the encoder at index.model
+(the fine-tuned deep autoencoder by default; any family with codes, e.g. a
+zoo family's models/zoo/nash.pt),
 thresholds each code unit at its median over the training items (balanced
 bits), and writes index/codes.npz (loadable without unpickling; searched by
 `dul search --index index/codes.npz --item N`). Test items query the
@@ -35,17 +37,18 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
-import torch
 
 from components import tracking
 from components.config import IndexParams, as_dict
-from components.data import SPLITS, read_card, read_ids, read_split
+from components.data import SPLITS, item_shape, read_card, read_ids, read_split
 from components.data.text import read_bow_split, read_titles, read_vocabulary
 from components.evaluation import encode, precision_recall_figure
 from components.io import atomic_paths, file_md5, write_csv, write_json
-from components.models import DeepAutoencoder
+from components.errors import DulError
+from components.models import registry
+from components.models.base import Encoder
 from components.retrieval import binarize, fit_thresholds, knn, pack_bits, precision_at_k, write_index
-from components.retrieval.compare import baseline_vectors, compare_methods
+from components.retrieval.compare import baseline_vectors, compare_methods, one_thread
 from components.retrieval.documents import load_search_index, write_search_index
 from components.retrieval.evaluation import label_matrix
 from components.retrieval.search_eval import compare_search
@@ -53,30 +56,33 @@ from components.tracking.registry import register_index
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")
-MODEL = Path("models/autoencoder.pt")
 OUT = Path("index/codes.npz")
 SEARCH = Path("index/search")
 REPORTS = Path("reports/index")
 
 
 def work(params: IndexParams) -> None:
-    with tracking.stage_run("index", as_dict(params), deps=[DATA, MODEL]) as mlrun:
-        model = DeepAutoencoder.from_checkpoint(torch.load(MODEL, weights_only=True))
+    card = read_card(DATA)
+    model = encoder(params.model, card)
+    with tracking.stage_run("index", as_dict(params), deps=[DATA, params.model]) as mlrun:
         data = {split: read_split(DATA, split) for split in SPLITS}
-        codes = {split: encode(model, X) for split, (X, _) in data.items()}
+        with one_thread():  # the same codes whatever the machine's load (float32 sums by thread count)
+            codes = {split: encode(model, X) for split, (X, _) in data.items()}
         thresholds = fit_thresholds(codes["train"])
         bits = {split: binarize(c, thresholds) for split, c in codes.items()}
-        card = read_card(DATA)
         queries = _queries(params, len(data["test"][1]))
         with atomic_paths(OUT, SEARCH) as (codes_out, search_out):  # both from this run, or neither replaced
-            _write_codes(codes_out, card, data, bits, thresholds)
-            search_metrics = _search_index(search_out, model, thresholds, card, data, bits, queries, params.k)
+            _write_codes(codes_out, card, data, bits, thresholds, params.model)
+            search_metrics = _search_index(search_out, model, thresholds, card, data, bits, queries, params.k,
+                                           params.model)
         k = min(params.k, len(bits["train"]))
         neighbours, _ = knn(pack_bits(bits["test"]), pack_bits(bits["train"]), k)
         curve = precision_at_k(data["test"][1], data["train"][1], neighbours)
-        metrics = {f"precision_at_{k}": float(curve[-1]), "n_bits": model.code_size,
+        n_bits = bits["train"].shape[1]
+        metrics = {f"precision_at_{k}": float(curve[-1]), "n_bits": n_bits,
                    "n_items": int(sum(len(b) for b in bits.values()))}
-        metrics |= _compare(card, data, bits, codes if model.code_units == "linear" else None, queries)
+        metrics |= _compare(card, data, bits, codes if model.code_units == "linear" else None, queries,
+                            getattr(model, "label", model.family))
         metrics |= search_metrics
         write_json(REPORTS / "metrics.json", metrics)
         write_csv(REPORTS / "precision.csv", [{"k": j, "precision": float(p)} for j, p in enumerate(curve, start=1)])
@@ -84,10 +90,26 @@ def work(params: IndexParams) -> None:
         for name in ("precision.csv", "pr_curves.csv", "pr_curves.png"):
             mlrun.log_artifact(REPORTS / name, "index")
         mlrun.tag_files("outs", [OUT, SEARCH])
-        registered = register_index(mlrun, SEARCH, n_inputs=model.sizes[0], k=k, metric=f"precision_at_{k}",
+        registered = register_index(mlrun, SEARCH, n_inputs=item_features(card), k=k, metric=f"precision_at_{k}",
                                     value=metrics[f"precision_at_{k}"])
-    print(f"index: {metrics['n_items']} items, {model.code_size}-bit codes -> {OUT}, {SEARCH}; "
+    print(f"index: {metrics['n_items']} items, {n_bits}-bit codes of {model.family} -> {OUT}, {SEARCH}; "
           f"precision@{k} (test vs train) {metrics[f'precision_at_{k}']:.3f}; {registered.describe()}")
+
+
+def encoder(path: str, card: dict):
+    """The model at ``path``, which must have codes (``Encoder``) and data with labels to score them by."""
+    model = registry.load(path)
+    if not isinstance(model, Encoder):
+        raise DulError(f"index: {path} holds a {model.family} model, which has no codes (no encode); index.model "
+                       "needs a family with codes, e.g. models/autoencoder.pt or models/zoo/nash.pt")
+    if not card.get("labels", True):
+        raise DulError(f"index: {card['dataset']} has no labels, so its codes' precision cannot be measured; "
+                       "index a labelled dataset")
+    return model.eval()
+
+
+def item_features(card: dict) -> int:
+    return int(np.prod(item_shape(card, DATA)))
 
 
 def _queries(params: IndexParams, n_test: int) -> np.ndarray:
@@ -96,18 +118,18 @@ def _queries(params: IndexParams, n_test: int) -> np.ndarray:
     return np.sort(order[:params.max_queries]) if params.max_queries else np.arange(n_test)
 
 
-def _write_codes(path: Path, card: dict, data: dict, bits: dict, thresholds: np.ndarray) -> None:
+def _write_codes(path: Path, card: dict, data: dict, bits: dict, thresholds: np.ndarray, model_path: str) -> None:
     """index/codes.npz (at ``path``, a temporary): every item's code, label, split and id."""
     write_index(path, bits=np.concatenate([bits[s] for s in SPLITS]),
                 labels=np.concatenate([data[s][1] for s in SPLITS]),
                 splits=np.concatenate([[s] * len(data[s][1]) for s in SPLITS]),
                 item_ids=np.concatenate([read_ids(DATA, s) for s in SPLITS]),
                 thresholds=thresholds,
-                meta={"dataset": card["dataset"], "model_md5": file_md5(MODEL), "label_names": card.get("label_names")})
+                meta={"dataset": card["dataset"], "model_md5": file_md5(model_path), "label_names": card.get("label_names")})
 
 
 def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits: dict, queries: np.ndarray,
-                  k: int) -> dict:
+                  k: int, model_path: str) -> dict:
     """Write index/search (at ``folder``, a temporary) over all items; for word counts, the
     search metrics of the test queries."""
     labels = {split: data[split][1] for split in SPLITS}
@@ -125,14 +147,14 @@ def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits:
                        labels=np.concatenate([labels[s] for s in SPLITS]),
                        splits=np.concatenate([[s] * len(labels[s]) for s in SPLITS]),
                        meta={"dataset": card["dataset"], "kind": card.get("kind", "images"),
-                             "label_names": card.get("label_names"), "model_md5": file_md5(MODEL)}, **text)
+                             "label_names": card.get("label_names"), "model_md5": file_md5(model_path)}, **text)
     if not text:
         return {}
     offset = len(labels["train"]) + len(labels["validation"])
     return compare_search(load_search_index(folder), offset + queries, k, shortlist=100)
 
 
-def _compare(card: dict, data: dict, bits: dict, codes: dict | None, queries: np.ndarray) -> dict:
+def _compare(card: dict, data: dict, bits: dict, codes: dict | None, queries: np.ndarray, label: str) -> dict:
     """The codes and the baselines on the same queries: precision@100 each, PR curves to reports/.
 
     ``codes``: the real-valued codes of a linear code layer (the Science 2006
@@ -140,9 +162,9 @@ def _compare(card: dict, data: dict, bits: dict, codes: dict | None, queries: np
     X_train, y_train = data["train"]
     X_test, y_test = data["test"]
     n_bits = bits["train"].shape[1]
-    methods = {f"autoencoder, {n_bits} bits": (pack_bits(bits["train"]), pack_bits(bits["test"][queries]), "hamming")}
+    methods = {f"{label}, {n_bits} bits": (pack_bits(bits["train"]), pack_bits(bits["test"][queries]), "hamming")}
     if codes is not None:
-        methods[f"autoencoder real-valued codes, {n_bits}-d (cosine)"] = (codes["train"], codes["test"][queries], "cosine")
+        methods[f"{label} real-valued codes, {n_bits}-d (cosine)"] = (codes["train"], codes["test"][queries], "cosine")
     methods |= baseline_vectors(card.get("kind", "images"), X_train, X_test[queries], n_bits)
     n_labels = card.get("n_labels") or int(max(y_train.max(), y_test.max())) + 1
     curves = compare_methods(methods, label_matrix(y_test[queries], n_labels), label_matrix(y_train, n_labels))

@@ -16,7 +16,7 @@ from components import tracking
 from components.config import PretrainParams, as_dict
 from components.data import read_card
 from components.io import content_key, save_torch, write_csv, write_json
-from components.training import pretrain_stack
+from components.training.pretrain import pretrain_stack
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")

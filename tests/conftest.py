@@ -44,17 +44,46 @@ TINY = {
     "finetune": {"epochs": 2, "max_failures": 0},
     "evaluate": {"n_images": 4},
     "index": {"k": 5},
+    "zoo": {"families": ["vae", "nade"], "test_samples": 20, "samples": 16},
+    "vae": {"latent": 2, "hidden": [8], "epochs": 2},
+    "nade": {"hidden": 8, "epochs": 2},
 }
 
 
 def write_params(folder: Path, overrides: dict | None = None) -> Path:
-    """A params.yaml with tiny settings (plus ``overrides`` per section)."""
-    params = {section: dict(values) for section, values in TINY.items()}
-    for section, values in (overrides or {}).items():
+    """The repository's params.yaml with tiny settings (plus ``overrides`` per section);
+    only the zoo families the result lists keep their sections (dvc.yaml reads every
+    key a stage declares, so the file stays whole)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in [*TINY.items(), *(overrides or {}).items()]:
         params.setdefault(section, {}).update(values)
+    from components.models.registry import ZOO_FAMILIES
+
+    for family in set(ZOO_FAMILIES) - set(params["zoo"]["families"]):
+        params.pop(family, None)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Ray Train replaced by one in-process worker (``loop.run_in_process``): the
+    stages' loops run as they are, minus Ray. Yields every checkpointed state, in order."""
+    import copy
+
+    from components.training import loop, runtime
+
+    saved = []
+
+    class Recording(loop.LocalSession):
+        def save(self, state, row):
+            super().save(state, row)
+            saved.append(copy.deepcopy(state))
+
+    monkeypatch.setattr(runtime, "fit", lambda worker, config, **_: loop.run_in_process(
+        worker, config, session=Recording()))
+    return saved
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from components.evaluation.ais import (
     log_likelihood,
     pseudo_log_likelihood,
 )
-from components.models import BernoulliRBM
+from components.models.rbm import BernoulliRBM
 
 AIS_TOLERANCE = 0.05  # nats; over seeds the runs here land within about 0.002 of the exact value
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from components.models import BernoulliRBM, DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
+from components.models.rbm import BernoulliRBM
 from components.models.autoencoder import reconstruction_losses
 from components.training.batch_methods import minimize_batch
 from components.training.finetune import initial_model, make_optimizer, train_epoch
@@ -93,7 +94,7 @@ def _worker(rank, world, port, method, out):
 @pytest.mark.parametrize("method", ["cg", "lbfgs"])
 def test_data_parallel_workers_stay_in_lockstep(method):
     """Different shards, averaged loss and gradient: both workers end on identical weights."""
-    with mp.Manager() as manager:
+    with mp.get_context("spawn").Manager() as manager:  # not fork: a forked child breaks the session Ray's gRPC
         out = manager.dict()
         mp.spawn(_worker, args=(2, _free_port(), method, out), nprocs=2, join=True)
         assert torch.equal(out[0], out[1])

@@ -6,7 +6,7 @@ against ``.grad``, and ``train_epoch``'s fused SGD step against
 import pytest
 import torch
 
-from components.models import BernoulliRBM
+from components.models.rbm import BernoulliRBM
 from components.models.rbm import _logistic_units
 from components.training.pretrain import FusedSGD, make_optimizer, train_epoch
 

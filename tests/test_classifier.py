@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from components.errors import DulError
-from components.models import BernoulliRBM
+from components.models.rbm import BernoulliRBM
 from components.models.classifier import DBNClassifier
 
 

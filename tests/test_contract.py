@@ -1,67 +1,80 @@
-"""dvc.yaml declares exactly what each stage reads: its params section, its
-script, every components package it imports (transitively) and its data."""
+"""dvc.yaml declares exactly what each stage reads: its params, its script, every
+file it imports (transitively: ``components.codehash.import_closure``) and its
+data; a zoo family's stage depends on its own model file and the shared code,
+never on another family's file, so adding or changing a family leaves the
+others' results valid."""
 
-import ast
 import importlib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from components.codehash import import_closure
+from components.models.registry import FAMILIES, ZOO_FAMILIES
 from tests.conftest import REPO
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+PLAIN = [name for name, stage in DVC.items() if "foreach" not in stage]
+REGISTRY = "components/models/registry.py"  # the name table: a stage depends on its family's module, not on the table
+SHARED_LAYERS = "components/models/nn"  # layers the families share (masked linear, ...): one folder dep
 
 
-def local_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """Every components.* / pipelines.* module ``module`` imports, transitively."""
-    seen = set() if seen is None else seen
-    path = Path(importlib.util.find_spec(module).origin)
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
-            if name.split(".")[0] in ("components", "pipelines") and name not in seen and _is_module(name):
-                seen.add(name)
-                local_imports(name, seen)
-    return seen
+def zoo_shared() -> set[str]:
+    """The files every zoo stage depends on: what pipelines/train.py imports but the
+    registry's table, and the shared layers."""
+    layers = {p.relative_to(REPO).as_posix() for p in (REPO / SHARED_LAYERS).rglob("*.py")}
+    return set(import_closure("pipelines.train")) - {REGISTRY} | layers
 
 
-def _is_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # a class or function imported from a module
-        return False
+def code_deps(stage: dict) -> set[str]:
+    return {d for d in stage["deps"] if d.startswith(("components", "pipelines"))}
 
 
-def dep_for(module: str) -> str:
-    """The dvc.yaml dep that covers a module: its package folder, or the file."""
-    parts = module.split(".")
-    if len(parts) == 1:
-        return f"{parts[0]}/__init__.py"
-    if len(parts) >= 2 and (REPO / parts[0] / parts[1]).is_dir():
-        return f"{parts[0]}/{parts[1]}"
-    return "/".join(parts) + ".py"
-
-
-@pytest.mark.parametrize("stage", list(DVC))
+@pytest.mark.parametrize("stage", PLAIN)
 def test_stage_declares_its_params_section_only(stage):
     assert DVC[stage]["params"] == [stage]
     assert DVC[stage]["cmd"] == f"python -m pipelines.{stage}"
 
 
-@pytest.mark.parametrize("stage", list(DVC))
-def test_stage_code_deps_match_its_imports(stage):
-    imported = {dep_for(m) for m in local_imports(f"pipelines.{stage}")} - {"components/__init__.py",
-                                                                           "pipelines/__init__.py"}
-    code_deps = {d for d in DVC[stage]["deps"] if d.startswith(("components", "pipelines"))}
-    assert code_deps == imported | {f"pipelines/{stage}.py"}
+@pytest.mark.parametrize("stage", PLAIN)
+def test_stage_code_deps_are_the_files_it_imports(stage):
+    expected = set(import_closure(f"pipelines.{stage}"))
+    declared = code_deps(DVC[stage])
+    assert declared == expected, (f"dvc.yaml stage {stage}: missing {sorted(expected - declared)}, "
+                                  f"not imported {sorted(declared - expected)}; "
+                                  "rewrite them with: python -m components.codehash --sync")
 
 
-@pytest.mark.parametrize("stage", list(DVC))
+def family_module(family: str) -> str:
+    return FAMILIES[family].partition(":")[0]
+
+
+def test_the_zoo_stage_runs_every_listed_family_through_one_script():
+    train = DVC["train"]
+    assert train["foreach"] == "${zoo.families}"
+    assert train["do"]["cmd"] == "python -m pipelines.train ${item}"
+    assert "${item}" in train["do"]["params"]
+    assert "zoo.families" not in train["do"]["params"]  # listing another family must not stale this one
+
+
+def test_the_zoo_stage_deps_are_the_shared_code_and_the_familys_own_file():
+    declared = {d for d in code_deps(DVC["train"]["do"]) if "${item}" not in d}
+    shared = set(import_closure("pipelines.train")) - {REGISTRY} | {SHARED_LAYERS}
+    assert declared == shared, (f"missing {sorted(shared - declared)}, not imported {sorted(declared - shared)}")
+    assert "components/models/${item}.py" in DVC["train"]["do"]["deps"]
+
+
+@pytest.mark.parametrize("family", ZOO_FAMILIES)
+def test_a_family_imports_only_its_own_file_and_shared_code(family):
+    """Touching one family's file stales that family's stage only: no family imports another's."""
+    own = f"{family_module(family).replace('.', '/')}.py"
+    assert own == f"components/models/{family}.py"
+    outside = set(import_closure(family_module(family))) - zoo_shared() - {own}
+    assert not outside, f"{family} imports {sorted(outside)}: move shared code to components/models/nn/"
+
+
+@pytest.mark.parametrize("stage", PLAIN)
 def test_stage_paths_are_declared(stage):
     module = importlib.import_module(f"pipelines.{stage}")
     declared = list(DVC[stage].get("deps", [])) + list(DVC[stage].get("outs", []))

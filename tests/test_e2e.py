@@ -70,6 +70,41 @@ def test_dvc_repro_produces_every_output(repo_copy, repro):
 
 
 @pytest.mark.ray
+def test_dvc_repro_trains_the_zoo_and_reports_its_likelihoods(repo_copy, repro):
+    rows = json.loads((repo_copy / "reports/zoo/likelihood.json").read_text())
+    assert {r["family"] for r in rows} == {"vae", "nade"}
+    estimators = {r["family"]: r["estimator"] for r in rows}
+    assert estimators == {"vae": "is-20", "nade": "exact"}
+    assert all(r["nll_nats"] > 0 and r["stderr"] > 0 and r["binarization"] == "fixed" for r in rows)
+    for family in ("vae", "nade"):
+        assert (repo_copy / f"models/zoo/{family}.pt").stat().st_size > 0
+        assert (repo_copy / f"reports/zoo/families/{family}/samples.png").stat().st_size > 0
+    assert "| family | NLL (nats)" in (repo_copy / "reports/zoo/likelihood.md").read_text()
+
+
+def stale_stages(repo_copy) -> set[str]:
+    status = json.loads(sh(str(BIN / "dvc"), "status", "--json", cwd=repo_copy, env=user_env()).stdout or "{}")
+    return set(status)
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("touched, stale", [
+    ("components/models/vae.py", {"train@vae"}),
+    ("components/models/nade.py", {"train@nade"}),
+    ("components/models/made.py", set()),  # not listed in these params: nothing of it ran
+    ("components/training/loop.py", {"pretrain", "finetune", "train@vae", "train@nade"}),
+])
+def test_touching_a_family_stales_only_its_own_stage(repo_copy, repro, touched, stale):
+    path = repo_copy / touched
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# touched\n")
+        assert stale_stages(repo_copy) == stale
+    finally:
+        path.write_bytes(original)
+
+
+@pytest.mark.ray
 def test_second_repro_changes_nothing(repo_copy, repro):
     again = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env())
     assert "Running stage" not in again.stdout
@@ -83,7 +118,8 @@ def test_stages_are_grouped_runs_in_mlflow(repo_copy, repro):
     parents = [r for r in runs if r.data.tags.get("dul.role") == "pipeline"]
     assert len(parents) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["evaluate", "finetune", "index", "ingest", "pretrain"]
+    assert sorted(r.info.run_name for r in children) == ["evaluate", "finetune", "index", "ingest", "pretrain",
+                                                          "train@nade", "train@vae", "zoo"]
     commit = sh("git", "rev-parse", "HEAD", cwd=repo_copy).stdout.strip()
     assert all(r.data.tags["git.commit"] == commit and r.info.status == "FINISHED" for r in children)
     lock = (repo_copy / "dvc.lock").read_text()
@@ -114,6 +150,25 @@ def test_misspelled_param_fails_the_stage_with_one_line(repo_copy, repro):
 
 
 @pytest.mark.ray
+def test_outputs_dvc_removed_before_a_failed_stage_come_back_with_dvc_checkout(repo_copy, repro):
+    """DVC deletes a stage's outputs before running it, so a failed stage leaves none;
+    the previous ones are in DVC's cache: `dvc checkout` restores them (README says so)."""
+    params = repo_copy / "params.yaml"
+    original = params.read_text()
+    before = {p.name: p.read_bytes() for p in (repo_copy / "data/prepared").iterdir()}
+    try:
+        params.write_text(original.replace("ingest:\n  dataset: digits", "ingest:\n  dataset: mnsit"))
+        failed = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env(), check=False)
+        assert failed.returncode != 0 and "error: unknown dataset 'mnsit'" in failed.stderr
+        assert not (repo_copy / "data/prepared").exists()
+    finally:
+        params.write_text(original)
+    sh(str(BIN / "dvc"), "checkout", cwd=repo_copy, env=user_env())
+    assert {p.name: p.read_bytes() for p in (repo_copy / "data/prepared").iterdir()} == before
+    assert stale_stages(repo_copy) == set()
+
+
+@pytest.mark.ray
 def test_a_param_change_reruns_only_the_stages_it_reaches(repo_copy, repro):
     """Last in this module (it adds pipeline runs). A changed ingest param re-runs
     ingest; the digits images do not depend on it, so data/prepared keeps its
@@ -121,7 +176,8 @@ def test_a_param_change_reruns_only_the_stages_it_reaches(repo_copy, repro):
     params = repo_copy / "params.yaml"
     original = params.read_text()
     try:
-        params.write_text(original.replace("ingest:\n  dataset: digits", "ingest:\n  dataset: digits\n  vocabulary_size: 1000"))
+        assert "  vocabulary_size: 2000\n" in original
+        params.write_text(original.replace("  vocabulary_size: 2000\n", "  vocabulary_size: 1000\n"))
         ran = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env()).stdout
         assert re.findall(r"Running stage '(\w+)'", ran) == ["ingest"], ran
         params.write_text(params.read_text().replace("index:\n  k: 5", "index:\n  k: 7"))

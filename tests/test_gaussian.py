@@ -16,11 +16,12 @@ from components.data.stream import TensorBatches
 from components.errors import DulError
 from components.evaluation import encode
 from components.io import save_torch
-from components.models import DeepAutoencoder, GaussianBernoulliRBM
-from components.models.stack import layer_state
+from components.models.autoencoder import DeepAutoencoder
+from components.models.rbm_gaussian import GaussianBernoulliRBM
+from components.models.stack import layer_from_state, layer_state
 from components.models.standardise import Standardise, feature_statistics
 from components.tracking.model_code import DulModel
-from components.training import finetune, pretrain, runtime
+from components.training import finetune, loop, pretrain, runtime
 from pipelines import evaluate
 
 
@@ -73,9 +74,14 @@ def test_gaussian_for_word_counts_names_the_fix():
 
 
 def test_a_diverged_gaussian_layer_names_the_rate_to_lower():
+    params = parse_section("pretrain", {"visible_units": "gaussian", "hidden": [4, 2]})
+    first, second = pretrain.layer_phases(params, inputs=None)
     rbm = GaussianBernoulliRBM(4, 2)
     with pytest.raises(DulError, match="layer 1 at epoch 3.*a Gaussian layer needs a small rate: set pretrain.lr_layers"):
-        pretrain._check_finite(rbm, {"recon_error": float("nan")}, index=0, epoch=2)
+        loop.check_finite({"recon_error": float("nan")}, rbm.parameters(), "pretrain", first, epoch=2)
+    with pytest.raises(DulError, match="layer 2 at epoch 1; .*lower pretrain.lr or pretrain.lr_code"):
+        loop.check_finite({"recon_error": 1.0}, [torch.tensor([float("inf")])], "pretrain", second, epoch=0)
+    loop.check_finite({"recon_error": 1.0}, rbm.parameters(), "pretrain", second, epoch=0)  # finite: no error
 
 
 def _real_data(n=600, d=12, seed=0) -> torch.Tensor:
@@ -108,7 +114,7 @@ def _pretrained_stack(x: torch.Tensor, epochs: int = 10) -> dict:
 def test_the_unrolled_net_takes_raw_inputs_and_reconstructs_in_their_units():
     x = _real_data(n=200)
     stack = _pretrained_stack(x, epochs=1)
-    assert isinstance(pretrain.rbm_from_state(stack["layers"][0]), GaussianBernoulliRBM)
+    assert isinstance(layer_from_state(stack["layers"][0]), GaussianBernoulliRBM)
     net = finetune.unroll(stack)
     mean, std = stack["standardise"]["mean"], stack["standardise"]["std"]
     bare = DeepAutoencoder(net.sizes, net.code_units, net.input_units)  # identity standardisation
@@ -146,18 +152,8 @@ def test_a_gaussian_stack_fine_tunes(method, one_thread):
 
 
 @pytest.fixture
-def in_process(monkeypatch):
-    """Ray Train replaced by one in-process worker: the stages' loops run as they are, minus Ray."""
-    saved = {}
-
-    def fit(loop, config, **_):
-        loop({**config, "progress": None, "cpus_per_worker": 1})
-        return saved["state"]
-
-    monkeypatch.setattr(runtime, "fit", fit)
-    monkeypatch.setattr(runtime, "worker_setup", lambda config: (0, 1, torch.device("cpu")))
-    monkeypatch.setattr(runtime, "load_checkpoint", lambda: None)
-    monkeypatch.setattr(runtime, "save_checkpoint", lambda state, metrics, rank: saved.update(state=state))
+def checked_batches(in_process, monkeypatch):
+    """The stages' loops in process (``in_process``); every batch checked by the Gaussian layer, kept."""
     seen = []
     check = GaussianBernoulliRBM.check_data
     monkeypatch.setattr(GaussianBernoulliRBM, "check_data",
@@ -178,7 +174,7 @@ def _digits_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float64).mean(axis=0), std
 
 
-def test_pretrain_finetune_evaluate_and_the_encoder_share_one_standardisation(digits, in_process, monkeypatch,
+def test_pretrain_finetune_evaluate_and_the_encoder_share_one_standardisation(digits, checked_batches, monkeypatch,
                                                                                 one_thread):
     X_train, _ = read_split(digits, "train")
     X_test, y_test = read_split(digits, "test")
@@ -188,7 +184,7 @@ def test_pretrain_finetune_evaluate_and_the_encoder_share_one_standardisation(di
     stack = pretrain.pretrain_stack(digits, parse_section("pretrain", settings), key="gaussian")
     np.testing.assert_allclose(stack["standardise"]["mean"], mean, rtol=1e-6)
     np.testing.assert_allclose(stack["standardise"]["std"], std, rtol=1e-5)
-    np.testing.assert_allclose(in_process[0], (X_train - mean) / std, atol=1e-5)  # what layer 1 trained on
+    np.testing.assert_allclose(checked_batches[0], (X_train - mean) / std, atol=1e-5)  # what layer 1 trained on
 
     save_torch(digits.parent / "stack.pt", {k: stack[k] for k in ("layers", "standardise")})  # as the stage does
     tuned = finetune.finetune_autoencoder(digits, digits.parent / "stack.pt", parse_section("finetune", {
@@ -221,21 +217,21 @@ def test_pretrain_finetune_evaluate_and_the_encoder_share_one_standardisation(di
     np.testing.assert_allclose(encode(model, X_test[:5]), expected, atol=1e-5)  # what index and dul search use
 
 
-def test_streamed_pretraining_standardises_every_batch(digits, in_process, one_thread):
+def test_streamed_pretraining_standardises_every_batch(digits, checked_batches, one_thread):
     settings = {"visible_units": "gaussian", "hidden": [8, 3], "epochs": 1, "lr_layers": [0.005, 0.001]}
     streamed = pretrain.pretrain_stack(digits, parse_section("pretrain", {**settings, "stream": True}), key="streamed")
     stats = pretrain.input_statistics(digits)
     assert all(torch.equal(streamed["standardise"][k], stats[k]) for k in ("mean", "std"))
-    seen = torch.cat(in_process)  # layer 1's inputs, batch by batch as drawn (every layer's epochs)
+    seen = torch.cat(checked_batches)  # layer 1's inputs, batch by batch as drawn (every layer's epochs)
     varying = (stats["std"] > 0.1) & (stats["std"] != 1)  # (1: a constant pixel's)
-    assert len(in_process) > 1 and seen[:, varying].mean(dim=0).abs().max() < 0.1
+    assert len(checked_batches) > 1 and seen[:, varying].mean(dim=0).abs().max() < 0.1
     torch.testing.assert_close(seen[:, varying].std(dim=0), torch.ones(int(varying.sum())), atol=0.1, rtol=0)
 
 
-def test_a_missing_value_stops_pretrain_before_training(digits, in_process, monkeypatch):
+def test_a_missing_value_stops_pretrain_before_training(digits, checked_batches, monkeypatch):
     X, _ = read_split(digits, "train")
     X[5, 7] = np.nan  # ingest never writes one; a hand-made split might
     monkeypatch.setattr(pretrain, "open_split", lambda *args, **kwargs: TensorBatches(torch.from_numpy(X), 100, 12))
     with pytest.raises(DulError, match=r"non-finite value \(nan\) at row 5, column 7"):
         pretrain.pretrain_stack(digits, parse_section("pretrain", {"visible_units": "gaussian"}), key="nan")
-    assert not in_process  # no layer saw any data
+    assert not checked_batches  # no layer saw any data

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from components.errors import DulError
-from components.models import MODELS, BernoulliLinearRBM, BernoulliRBM, DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
+from components.models.rbm import BernoulliRBM
+from components.models.rbm_linear import BernoulliLinearRBM
 
 
 def stack():
@@ -49,8 +51,15 @@ def test_a_stack_that_does_not_chain_is_an_error():
         DeepAutoencoder.from_rbms([BernoulliRBM(12, 8), BernoulliRBM(6, 3)])
 
 
-def test_registry_names_the_models():
-    assert MODELS["rbm"] is BernoulliRBM and MODELS["deep-autoencoder"] is DeepAutoencoder
+def test_the_registry_builds_the_flagship_by_its_family_name():
+    from components.models import registry
+
+    assert registry.family_class("deep-autoencoder") is DeepAutoencoder
+    checkpoint = DeepAutoencoder.from_rbms(stack()).to_checkpoint()
+    assert checkpoint["family"] == "deep-autoencoder"
+    loaded = registry.load(checkpoint)
+    x = torch.rand(3, 12)
+    torch.testing.assert_close(loaded(x), DeepAutoencoder.from_checkpoint(checkpoint)(x))
 
 
 def _counts(n=6, d=12, seed=0):

@@ -76,12 +76,20 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-class Node:
-    """One `ray start --block` process, leader of its own process group."""
+# A node that cannot see the driver's files: its own mount namespace with an empty tmpfs over
+# the driver's working folder, as a second machine would be (the shared storage stays visible).
+HIDE = 'mount -t tmpfs dul-hidden "$0" && exec "$@"'
 
-    def __init__(self, args: list[str], env: dict, log: Path):
+
+class Node:
+    """One `ray start --block` process, leader of its own process group; with ``hide``,
+    in a mount namespace where that folder is an empty tmpfs."""
+
+    def __init__(self, args: list[str], env: dict, log: Path, hide: Path | None = None):
         self.log = log
         command = [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), str(BIN / "ray"), "start", "--block", *args]
+        if hide is not None:
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", HIDE, str(hide), *command]
         with open(log, "wb") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
@@ -134,9 +142,10 @@ def _group_gone(pgid: int, timeout_s: float = 15.0) -> bool:
 
 
 @contextlib.contextmanager
-def two_node_cluster(folder: Path) -> Iterator[dict]:
-    """A head and a second node, ``CPUS_PER_NODE`` CPUs each; yields the env a client needs."""
-    gcs, dashboard, client, agent_head, agent_node = free_ports(5)
+def two_node_cluster(folder: Path, hide: Path | None = None) -> Iterator[dict]:
+    """A head and a second node, ``CPUS_PER_NODE`` CPUs each (the second one blind to
+    ``hide``); yields the env a client needs, and the nodes (``"nodes"``) to stop or add to."""
+    gcs, dashboard, client, agent_head = free_ports(4)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "DUL_", "MLFLOW_"))}
     env.update(
         RAY_AUTH_MODE="token",  # the cluster's own token: every node and client must carry it
@@ -159,12 +168,17 @@ def two_node_cluster(folder: Path) -> Iterator[dict]:
         nodes.append(head)
         deadline = time.monotonic() + START_TIMEOUT_S
         head.wait_started(deadline)
-        second = Node(["--address", f"127.0.0.1:{gcs}", "--dashboard-agent-listen-port", str(agent_node),
-                       "--temp-dir", str(folder / "node"), "--resources", json.dumps({"dul_node": 1}), *common],
-                      env, folder / "node.log")
-        nodes.append(second)
-        second.wait_started(deadline)
-        yield {**env, "RAY_ADDRESS": f"127.0.0.1:{gcs}"}
+        def add_node(label: str) -> Node:
+            port = free_ports(1)[0]
+            node = Node(["--address", f"127.0.0.1:{gcs}", "--dashboard-agent-listen-port", str(port),
+                         "--temp-dir", str(folder / label), "--resources", json.dumps({f"dul_{label}": 1}),
+                         *common], env, folder / f"{label}.log", hide=hide)
+            nodes.append(node)
+            node.wait_started(time.monotonic() + START_TIMEOUT_S)
+            return node
+
+        add_node("node")
+        yield {**env, "RAY_ADDRESS": f"127.0.0.1:{gcs}", "add_node": add_node, "nodes": nodes}
     finally:
         for node in reversed(nodes):
             node.stop()
@@ -214,7 +228,8 @@ def multinode_run(tmp_path_factory, request):
     ingest = subprocess.Popen([sys.executable, "-m", "pipelines.ingest"], cwd=work, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     request.addfinalizer(ingest.kill)  # a no-op once it has finished
-    with two_node_cluster(ray_tmp) as cluster_env:
+    with two_node_cluster(ray_tmp, hide=work) as cluster:
+        cluster_env = {k: v for k, v in cluster.items() if isinstance(v, str)}
         lap("cluster start")
         during = _read(address_file)
         output, _ = ingest.communicate(timeout=300)
@@ -264,8 +279,19 @@ def test_checkpoints_are_in_the_shared_storage(multinode_run):
     checkpoints = sorted(p for p in runs[0].glob("checkpoint_*") if p.is_dir())
     assert len(checkpoints) == 2  # CheckpointConfig(num_to_keep=2) of 2 layers x 2 epochs
     state = torch.load(checkpoints[-1] / "state.pt", weights_only=True)
-    assert len(state["layers"]) == 2 and len(state["history"]) == 4
+    assert len(state["done"]) == 2 and len(state["history"]) == 4
     assert not (multinode_run["work"] / "ray_results").exists()
+
+
+@pytest.mark.ray
+def test_the_workers_read_their_inputs_from_the_shared_storage(multinode_run):
+    """The second node cannot see the driver's folder (an empty tmpfs over it): its worker
+    trained from the copy of data/prepared in the run's storage, fetched to the node."""
+    (run,) = [p for p in multinode_run["storage"].iterdir() if p.name.startswith("pretrain-")]
+    shared = run / "inputs" / "data_dir"
+    assert (shared / ".complete").exists()
+    for name in ("train.parquet", "card.json"):
+        assert (shared / "prepared" / name).read_bytes() == (multinode_run["work"] / "data/prepared" / name).read_bytes()
 
 
 @pytest.mark.ray
@@ -276,3 +302,48 @@ def test_the_cluster_left_the_default_ray_address_alone(multinode_run):
     assert multinode_run["after"] == multinode_run["before"]
     written = (multinode_run["ray_tmp"] / "head" / "ray_current_cluster").read_text().strip()
     assert written.rsplit(":", 1)[1] == multinode_run["gcs_port"]
+
+
+def stored_epochs(storage: Path) -> int:
+    best = 0
+    for state in storage.glob("pretrain-*/checkpoint_*/state.pt"):
+        with contextlib.suppress(Exception):  # being written
+            best = max(best, len(torch.load(state, weights_only=True)["history"]))
+    return best
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_lost_node_mid_layer_ends_bitwise_equal(tmp_path_factory, request):
+    """Two workers on two nodes; the second node is killed mid-layer and a third joins:
+    Ray Train restarts the group, the workers resume from the newest checkpoint in the
+    shared storage and the stack ends byte-identical to an undisturbed run's."""
+    from components.data import ingest
+
+    root = tmp_path_factory.mktemp("lostnode")
+    work, storage, reference_storage = root / "work", root / "storage", root / "reference"
+    for folder in (work, storage, reference_storage):
+        folder.mkdir()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="dul-ln-"))
+    request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))
+    write_params(work, {"pretrain": {"hidden": [32], "epochs": 40, "num_workers": 2, "cpus_per_worker": 2,
+                                     "max_failures": 3}})
+    ingest("digits", work / "data/prepared")
+    with two_node_cluster(ray_tmp, hide=work) as cluster:
+        env = {k: v for k, v in cluster.items() if isinstance(v, str)} | {"DUL_RUN_GROUP": "lost-node"}
+        stage("pretrain", work, {**env, "DUL_RAY_STORAGE": str(reference_storage)})
+        reference = (work / "models/stack.pt").read_bytes()
+        (work / "models/stack.pt").unlink()
+        run = subprocess.Popen([sys.executable, "-m", "pipelines.pretrain"], cwd=work, text=True,
+                               env={**env, "DUL_RAY_STORAGE": str(storage)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while stored_epochs(storage) < 8 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lost_at = stored_epochs(storage)
+        cluster["nodes"][1].stop(grace_s=0)  # the second node, its worker with it
+        cluster["add_node"]("spare")
+        output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output[-4000:]
+    assert 8 <= lost_at < 40, f"the node was not lost mid-layer (at {lost_at} epochs)"
+    assert (work / "models/stack.pt").read_bytes() == reference

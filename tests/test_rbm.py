@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from components.errors import DulError
-from components.models import BernoulliLinearRBM, BernoulliRBM
+from components.models.rbm import BernoulliRBM
+from components.models.rbm_linear import BernoulliLinearRBM
 from components.models.rbm import check_visible
 
 

@@ -8,15 +8,12 @@ import pytest
 import torch
 
 from components.errors import DulError
-from components.models import (
-    MODELS,
-    BernoulliLinearRBM,
-    BernoulliRBM,
-    ConstrainedPoissonRBM,
-    GaussianBernoulliRBM,
-    ReplicatedSoftmaxRBM,
-    make_rbm,
-)
+from components.models.rbm import BernoulliRBM
+from components.models.rbm_gaussian import GaussianBernoulliRBM
+from components.models.rbm_linear import BernoulliLinearRBM
+from components.models.rbm_poisson import ConstrainedPoissonRBM
+from components.models.rbm_softmax import ReplicatedSoftmaxRBM
+from components.models.rbms import RBM_BY_UNITS, make_rbm
 from components.models.rbm import check_visible
 from components.models.regularizers import add_sparsity_gradient
 
@@ -305,5 +302,6 @@ def test_make_rbm_names_the_unsupported_pair_and_the_supported_ones(visible, hid
         make_rbm(visible, hidden, 4, 2)
 
 
-def test_registry_names_the_new_models():
-    assert (MODELS["rbm-gaussian"], MODELS["rbm-softmax"], MODELS["rbm-poisson"]) == tuple(NEW)
+def test_the_unit_table_names_the_new_models():
+    assert (RBM_BY_UNITS[("gaussian", "binary")], RBM_BY_UNITS[("softmax", "binary")],
+            RBM_BY_UNITS[("poisson", "binary")]) == tuple(NEW)

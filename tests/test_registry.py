@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from components import tracking
 from components.errors import DulError
-from components.models import DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import binarize
 from components.retrieval.documents import write_search_index
 from components.tracking import registry

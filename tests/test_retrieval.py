@@ -310,7 +310,7 @@ def test_the_comparison_writes_the_same_bytes_on_one_and_two_threads(workdir):
         for threads in (1, 2, 1):
             torch.set_num_threads(threads)
             with threadpool_limits(limits=threads):
-                metrics = _compare(*inputs)
+                metrics = _compare(*inputs, "autoencoder")
             written.setdefault(threads, set()).add(((REPORTS / "pr_curves.csv").read_bytes(), str(metrics)))
     finally:
         torch.set_num_threads(previous)

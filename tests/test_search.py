@@ -12,7 +12,7 @@ from components.cli import main as dul
 from components.data.text import count_vectors, tokenize, write_bow_split
 from components.errors import DulError
 from components.io import save_torch, write_json
-from components.models import DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import write_index
 from components.retrieval.documents import load_search_index, smooth_idf, tfidf_rows, write_search_index
 from components.retrieval.engine import candidates, search_item, search_text

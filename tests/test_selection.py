@@ -78,25 +78,16 @@ def test_pixels_as_linear_codes_score_like_the_cosine_baseline(digits):
     assert 0.5 < expected < 1.0
 
 
-@pytest.fixture
-def in_process(monkeypatch):
-    """Ray Train replaced by one in-process worker; every checkpoint kept, in order."""
-    from components.training import runtime
-
-    saved = []
-    monkeypatch.setattr(runtime, "fit", lambda loop, config, **_: (
-        loop({**config, "progress": None, "cpus_per_worker": 1}), saved[-1])[1])
-    monkeypatch.setattr(runtime, "worker_setup", lambda config: (0, 1, torch.device("cpu")))
-    monkeypatch.setattr(runtime, "load_checkpoint", lambda: None)
-    monkeypatch.setattr(runtime, "save_checkpoint", lambda state, metrics, rank: saved.append(state))
-    return saved
+def model_of(state: dict) -> dict:
+    """The net's weights in a fine-tuning checkpoint: the unit's, or the finished phase's."""
+    return state["unit"]["model"] if state["unit"] is not None else state["done"][0]["model"]
 
 
 @pytest.mark.parametrize("keep", ["last", "best_precision"])
 def test_finetune_keeps_the_epoch_whose_codes_retrieve_best(workdir, in_process, one_thread, keep):
     from components.config import parse_section
     from components.io import save_torch
-    from components.models import DeepAutoencoder
+    from components.models.autoencoder import DeepAutoencoder
     from components.training import finetune, pretrain
 
     data = workdir / "data/prepared"
@@ -112,11 +103,11 @@ def test_finetune_keeps_the_epoch_whose_codes_retrieve_best(workdir, in_process,
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     if keep == "last":
         assert tuned["kept"] is None and "valid_precision_at_100" not in history[-1]
-        assert all(torch.equal(tuned["checkpoint"]["state_dict"][k], v) for k, v in in_process[-1]["model"].items())
+        assert all(torch.equal(tuned["checkpoint"]["state_dict"][k], v) for k, v in model_of(in_process[-1]).items())
         return
     score = selection.RetrievalScore(data)
-    pretrained = DeepAutoencoder.from_checkpoint({"config": in_process[0]["config"],
-                                                  "state_dict": in_process[0]["best"]["model"]})
+    pretrained = DeepAutoencoder.from_checkpoint({"params": in_process[-1]["done"][0]["params"],
+                                                  "state_dict": in_process[0]["unit"]["best"]["model"]})
     scores = [score(finetune.unroll(torch.load(workdir / "stack.pt", weights_only=True)).eval())] + \
         [row["valid_precision_at_100"] for row in history]
     assert tuned["kept"]["epoch"] == int(np.argmax(scores))  # the first of the best, epoch 0 included
@@ -124,5 +115,5 @@ def test_finetune_keeps_the_epoch_whose_codes_retrieve_best(workdir, in_process,
     kept = DeepAutoencoder.from_checkpoint(tuned["checkpoint"]).eval()
     assert score(kept) == pytest.approx(max(scores))  # the saved net is the kept epoch's
     epoch = tuned["kept"]["epoch"]
-    expected = pretrained.state_dict() if epoch == 0 else in_process[epoch - 1]["model"]
+    expected = pretrained.state_dict() if epoch == 0 else model_of(in_process[epoch - 1])
     assert all(torch.equal(tuned["checkpoint"]["state_dict"][k], v) for k, v in expected.items())

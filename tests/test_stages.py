@@ -7,7 +7,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from components.models import DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import load_index
 from components.retrieval.documents import load_search_index
 from pipelines import evaluate, finetune, index, ingest, pretrain

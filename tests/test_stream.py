@@ -21,8 +21,10 @@ from components.data.stream import (
 )
 from components.errors import DulError
 from components.io import save_torch
-from components.models import DeepAutoencoder
-from components.training import finetune, finetune_autoencoder, pretrain, pretrain_stack
+from components.models.autoencoder import DeepAutoencoder
+from components.training import finetune, pretrain
+from components.training.finetune import finetune_autoencoder
+from components.training.pretrain import pretrain_stack
 
 WORDS = [f"w{i:02d}" for i in range(30)]
 
@@ -70,29 +72,56 @@ def streamed_epoch(folder, batch_size, rank, world, seed=0, **options) -> list[t
     return list(reader.epoch(torch.Generator().manual_seed(seed)))
 
 
+def group_rows(folder, groups) -> Counter:
+    """The rows of the given row groups of a split, as the in-memory path reads them."""
+    X, _ = read_split(folder, "train")
+    sizes = [pq.ParquetFile(folder / "train.parquet").metadata.row_group(g).num_rows
+             for g in range(pq.ParquetFile(folder / "train.parquet").num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return rows([torch.from_numpy(X[starts[g]:starts[g + 1]]) for g in groups])
+
+
 @pytest.mark.parametrize("split", ["images", "bow"])
-def test_an_epoch_streams_each_workers_in_memory_rows(split, request):
+def test_each_worker_streams_its_own_row_groups_only(split, request):
+    """Sharded by row groups: worker r reads groups r, r + world, ...; together, every row once."""
     folder = request.getfixturevalue(split)
     X, _ = read_split(folder, "train")
-    batch_size = 50 if split == "images" else 100  # a worker's 600 / 500 rows: whole batches, none left over
+    n_groups = pq.ParquetFile(folder / "train.parquet").num_row_groups  # 12 of 100 / 11 of 96 (one short)
+    batch_size = 50 if split == "images" else 8  # divides every shard and the whole split
+    seen = Counter()
     for rank in (0, 1):
-        batches = streamed_epoch(folder, batch_size, rank, 2, buffer_rows=250)
-        assert len(batches) == len(X) // 2 // batch_size and {tuple(b.shape) for b in batches} == {(batch_size, X.shape[1])}
-        assert rows(batches) == rows([torch.from_numpy(X[rank::2])])  # the rank's rows in memory
+        reader = ParquetBatches(folder / "train.parquet", batch_size, rank=rank, world=2, buffer_rows=250)
+        assert reader.groups == list(range(rank, n_groups, 2))
+        batches = list(reader.epoch(torch.Generator().manual_seed(0)))
+        assert {tuple(b.shape) for b in batches} == {(batch_size, X.shape[1])}
+        assert not rows(batches) - group_rows(folder, reader.groups)  # only its own groups' rows
+        everything = list(reader.sequential(batch_size))
+        assert rows(everything) == group_rows(folder, reader.groups)
+        seen += rows(everything)
+    assert seen == rows([torch.from_numpy(X)])
     assert rows(streamed_epoch(folder, batch_size, 0, 1)) == rows([torch.from_numpy(X)])
 
 
 def test_every_worker_runs_the_same_number_of_batches(bow):
-    n_rows = 1000
+    sizes = [pq.ParquetFile(bow / "train.parquet").metadata.row_group(g).num_rows for g in range(11)]
     for world, batch_size in ((2, 64), (3, 100), (4, 30)):
         counts = {len(streamed_epoch(bow, batch_size, rank, world, buffer_rows=100)) for rank in range(world)}
-        assert counts == {n_rows // world // batch_size}
+        smallest = min(sum(sizes[r::world]) for r in range(world))
+        assert counts == {smallest // batch_size}
 
 
-def test_an_uneven_share_leaves_rows_out_but_draws_only_the_workers_own(images):
-    X, _ = read_split(images, "train")
-    batches = streamed_epoch(images, 64, 1, 2)  # 600 rows, 9 batches of 64
-    assert len(batches) == 9 and not rows(batches) - rows([torch.from_numpy(X[1::2])])
+def test_fewer_row_groups_than_workers_gives_each_every_world_th_row(digits):
+    X, _ = read_split(digits, "train")  # one row group
+    batches = streamed_epoch(digits, 64, 1, 2)
+    assert len(batches) == len(X) // 2 // 64 and not rows(batches) - rows([torch.from_numpy(X[1::2])])
+
+
+def test_in_memory_shards_read_the_same_rows_as_streaming(images):
+    for rank in (0, 1):
+        memory = open_split(images, "train", batch_size=50, streaming=False, rank=rank, world=2)
+        stream = open_split(images, "train", batch_size=50, streaming=True, rank=rank, world=2)
+        assert memory.n_batches == stream.n_batches == 12
+        assert rows(memory.sequential(50)) == rows(stream.sequential(50))
 
 
 def test_the_order_is_a_function_of_the_seed(bow):

@@ -1,20 +1,15 @@
-"""Training as Ray Train jobs: CD lowers reconstruction error; runs resume from
-their checkpoints after a relaunch and after a worker is killed mid-layer."""
+"""Training as Ray Train jobs: CD lowers reconstruction error; a relaunch trains only
+the layers its finished run lacks (kills and restarts: tests/test_recovery.py)."""
 
-import os
-import signal
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 
 from components.config import parse_section
 from components.data import ingest, read_split
 from components.errors import DulError
-from components.training import pretrain_stack, runtime
+from components.training.pretrain import pretrain_stack
 from components.training.pretrain import build_layer, make_optimizer, train_epoch, train_stack_in_memory
 
 
@@ -65,42 +60,6 @@ def test_relaunch_resumes_after_the_finished_layers(digits, workdir, ray_instanc
     assert two_layers["history"][:3] == one_layer["history"]  # layer 1 was not trained again
     torch.testing.assert_close(two_layers["layers"][0]["W"], one_layer["layers"][0]["W"])
     assert two_layers["layers"][1]["W"].shape == (16, 4)
-
-
-def _cmdline(proc: psutil.Process) -> list[str]:
-    try:
-        return proc.cmdline()
-    except psutil.Error:  # gone, or not ours to read
-        return []
-
-
-def kill_worker_after_first_checkpoint(run_folder: Path, killed: list) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline and not killed:
-        if run_folder.exists() and any(p.name.startswith("checkpoint_") for p in run_folder.iterdir()):
-            # Only this test session's Ray (a child of pytest), never another run's workers.
-            for proc in psutil.Process().children(recursive=True):
-                if any("RayTrainWorker" in part for part in _cmdline(proc)):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed.append(proc.pid)
-            return
-        time.sleep(0.05)
-
-
-@pytest.mark.ray
-def test_killed_worker_resumes_from_its_checkpoint_and_matches(digits, workdir, ray_instance):
-    settings = dict(hidden=[48], epochs=12, max_failures=2)
-    reference = pretrain_stack(digits, params(**settings), key="uninterrupted")
-    killed: list = []
-    watcher = threading.Thread(target=kill_worker_after_first_checkpoint,
-                               args=(Path(runtime.storage_path()) / "pretrain-killed", killed))
-    watcher.start()
-    resumed = pretrain_stack(digits, params(**settings), key="killed")
-    watcher.join()
-    assert killed, "no training worker was killed: the test did not test a restart"
-    assert [r["epoch"] for r in resumed["history"]] == list(range(1, 13))
-    # Seeds are per (layer, epoch): the restarted run draws what the uninterrupted one drew.
-    torch.testing.assert_close(resumed["layers"][0]["W"], reference["layers"][0]["W"], atol=1e-5, rtol=0)
 
 
 @pytest.mark.ray

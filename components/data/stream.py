@@ -19,9 +19,12 @@ on the hidden probabilities of the layers below). Two implementations:
   plus one dense batch, whatever the corpus size. ``through`` applies
   ``fn`` to each batch as it is drawn.
 
-Both give a worker every world-th row of the split, from its rank, and run
-``n_rows // world // batch_size`` full batches per epoch on every worker
-(DDP needs the same count on all). The order is a function of the
+With several workers, a split of at least as many row groups as workers is
+sharded by row groups: worker r reads only groups g with g mod world = r
+(``shard_groups``), so the file is read once in all, not once a worker; a
+smaller split (fewer groups than workers) gives each worker every world-th
+row instead. Every worker runs the same number of full batches per epoch
+(DDP needs the same count on all): the smallest shard's ``rows // batch_size``. The order is a function of the
 generator only, so a resumed run seeded as
 ``runtime.seed_for`` seeds it draws what an uninterrupted one would.
 
@@ -169,6 +172,15 @@ class SplitFile:
         return torch.from_numpy(x).to(device)
 
 
+def shard_groups(group_rows: list[int], rank: int, world: int) -> tuple[list[int], int] | None:
+    """Worker ``rank``'s row groups and the rows of the smallest shard, or None when
+    there are fewer groups than workers (then each takes every world-th row)."""
+    if len(group_rows) < world:
+        return None
+    shards = [list(range(r, len(group_rows), world)) for r in range(world)]
+    return shards[rank], min(sum(group_rows[g] for g in shard) for shard in shards)
+
+
 class ParquetBatches(Batches):
     """This worker's rows of a split, streamed from its Parquet file (see the module docstring)."""
 
@@ -176,7 +188,13 @@ class ParquetBatches(Batches):
                  device: torch.device | str = "cpu", buffer_rows: int = BUFFER_ROWS):
         self.split = SplitFile(path)
         self.batch_size, self.rank, self.world = batch_size, rank, world
-        self.n_batches = batch_count(self.split.n_rows, batch_size, world)
+        sharded = shard_groups(self.split.group_rows, rank, world)
+        if sharded is None:  # each group's every world-th row
+            self.groups, self.stride = list(range(len(self.split.group_rows))), (rank, world)
+            self.n_batches = batch_count(self.split.n_rows, batch_size, world)
+        else:  # whole groups of this worker's shard
+            self.groups, self.stride = sharded[0], (0, 1)
+            self.n_batches = sharded[1] // batch_size
         self.device, self.buffer_rows = torch.device(device), max(buffer_rows, batch_size)
 
     def epoch(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -195,8 +213,8 @@ class ParquetBatches(Batches):
         """The row groups in a shuffled order, this worker's rows of each, in shuffled
         windows of at least ``buffer_rows`` rows (the last may be smaller)."""
         pending, size = [], 0
-        for group in torch.randperm(len(self.split.group_rows), generator=generator).tolist():
-            pending.append(self.split.rows(group, self.rank, self.world))
+        for index in torch.randperm(len(self.groups), generator=generator).tolist():
+            pending.append(self.split.rows(self.groups[index], *self.stride))
             size += pending[-1].shape[0]
             if size >= self.buffer_rows:
                 yield self._shuffled(pending, generator)
@@ -211,8 +229,8 @@ class ParquetBatches(Batches):
     def sequential(self, size: int) -> Iterator[torch.Tensor]:
         """This worker's rows in file order, ``size`` at a time (the last chunk may be smaller)."""
         carry = None
-        for group in range(len(self.split.group_rows)):
-            rows = self.split.rows(group, self.rank, self.world)
+        for group in self.groups:
+            rows = self.split.rows(group, *self.stride)
             block = rows if carry is None else self.split.concat([carry, rows])
             n_full = block.shape[0] // size
             for b in range(n_full):
@@ -240,13 +258,27 @@ def open_split(data_dir: str | os.PathLike, split: str, *, batch_size: int, stre
     if streaming:
         batches = ParquetBatches(_split_path(data_dir, split), batch_size, rank=rank, world=world, device=device,
                                  buffer_rows=buffer_rows)
-        batch_count(batches.split.n_rows, batch_size, world, stage)
+        _check_batches(batches.n_batches, batches.split.n_rows, batch_size, world, stage)
         return batches
+    if world > 1:
+        split_file = SplitFile(_split_path(data_dir, split))
+        sharded = shard_groups(split_file.group_rows, rank, world)
+        if sharded is not None:  # read this worker's row groups only
+            groups, smallest = sharded
+            _check_batches(smallest // batch_size, split_file.n_rows, batch_size, world, stage)
+            rows = split_file.dense(split_file.concat([split_file.rows(g) for g in groups]), device)
+            return TensorBatches(rows, batch_size, smallest // batch_size)
     X, _ = read_split(data_dir, split)
     n_batches = batch_count(len(X), batch_size, world, stage)
     rows = np.ascontiguousarray(X[rank::world])  # a copy of this worker's share (one worker: X itself),
     del X                                         # so the whole split is not kept alive by a strided view
     return TensorBatches(torch.from_numpy(rows).to(device), batch_size, n_batches)
+
+
+def _check_batches(n_batches: int, n_rows: int, batch_size: int, world: int, stage: str | None) -> None:
+    if stage is not None and n_batches == 0:
+        raise DulError(f"{stage}.batch_size {batch_size} is larger than a worker's "
+                       f"share of the {n_rows} training items")
 
 
 def as_batches(data: torch.Tensor | Batches, batch_size: int | None, n_batches: int | None) -> Batches:

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
 from components.io import atomic_path  # noqa: E402
-from components.models import DeepAutoencoder  # noqa: E402
+from components.models.autoencoder import DeepAutoencoder  # noqa: E402
 
 
 def squared_error(X: np.ndarray, R: np.ndarray) -> float:

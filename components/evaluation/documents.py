@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from components.models import DeepAutoencoder
+from components.models.autoencoder import DeepAutoencoder
 
 
 @torch.no_grad()

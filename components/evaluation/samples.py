@@ -21,8 +21,9 @@ from components.io import atomic_path  # noqa: E402
 
 
 def samples_figure(samples: np.ndarray | torch.Tensor, shape: tuple[int, int], path: str | Path,
-                   title: str | None = None) -> None:
-    """Write a PNG grid of ``samples`` (n, H*W), each reshaped to ``shape`` (H, W), atomically."""
+                   title: str | None = None, columns: int | None = None) -> None:
+    """Write a PNG grid of ``samples`` (n, H*W), each reshaped to ``shape`` (H, W), atomically;
+    ``columns`` images a row (default: a square grid)."""
     if isinstance(samples, torch.Tensor):
         samples = samples.detach().cpu().numpy()
     samples = np.asarray(samples, dtype=np.float64)
@@ -31,7 +32,7 @@ def samples_figure(samples: np.ndarray | torch.Tensor, shape: tuple[int, int], p
         raise DulError(f"samples_figure needs samples of shape (n >= 1, {height * width}) for images of "
                        f"{height}x{width}, got {samples.shape}; pass the data's image shape")
     n = len(samples)
-    columns = math.ceil(math.sqrt(n))
+    columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8 + 0.4), squeeze=False)
     for k, ax in enumerate(axes.flat):

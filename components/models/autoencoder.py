@@ -94,6 +94,10 @@ class DeepAutoencoder(nn.Module):
     def code_size(self) -> int:
         return self.sizes[-1]
 
+    @property
+    def n_inputs(self) -> int:
+        return self.sizes[0]
+
     def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) data (raw: gaussian inputs are standardised here) -> (B, code_size) codes;
         ``noise`` (B, code_size) is added to the code layer's input."""
@@ -145,16 +149,22 @@ class DeepAutoencoder(nn.Module):
         """Binary codes for retrieval: code units above their thresholds, (B, code_size) bool."""
         return self.encode(x) > thresholds
 
+    family = "deep-autoencoder"  # its name in the registry (components/models/registry.py)
+    label = "autoencoder"  # what reports call it (metric names: precision_at_100/autoencoder)
+
+    @property
+    def hyperparameters(self) -> dict:
+        return {"sizes": self.sizes, "code_units": self.code_units, "input_units": self.input_units}
+
     def to_checkpoint(self) -> dict:
-        """Config plus state dict: loadable with ``torch.load(..., weights_only=True)``."""
-        config = {"model": "deep-autoencoder", "sizes": self.sizes, "code_units": self.code_units,
-                  "input_units": self.input_units}
-        return {"config": config, "state_dict": self.state_dict()}
+        """Family, hyperparameters and state dict: loadable with ``torch.load(..., weights_only=True)``."""
+        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> DeepAutoencoder:
-        config = checkpoint["config"]
-        model = cls(config["sizes"], config["code_units"], config.get("input_units", "bernoulli"))
+        """From ``to_checkpoint()``, or the ``{"config", "state_dict"}`` form written before the registry."""
+        params = checkpoint["params"] if "params" in checkpoint else checkpoint["config"]
+        model = cls(params["sizes"], params["code_units"], params.get("input_units", "bernoulli"))
         model.load_state_dict(checkpoint["state_dict"])
         return model
 

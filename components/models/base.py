@@ -1,4 +1,29 @@
-"""Shared protocols that keep trainers generic across the model families.
+"""The model contract: what every family is, and the small protocols that say
+what a model can do. Stages dispatch on these (``isinstance(model, Encoder)``),
+never on family names.
+
+Every family (``Model``) is an ``nn.Module`` whose constructor takes keyword
+hyperparameters only (scikit-learn's estimator rule) and records them in
+``hyperparameters``; ``to_checkpoint()`` is ``{"family", "params",
+"state_dict"}`` with those hyperparameters as ``params``, so the registry
+(components/models/registry.py) rebuilds any checkpoint by its family, loading
+with ``weights_only=True``. A zoo family also has a frozen ``Params``
+dataclass (its params.yaml section: its hyperparameters plus
+``TrainingParams``), ``from_params(params, card)`` to build it for a dataset,
+``optimizers(params)`` and ``training_step(x, optimizers)``, which does its
+own backward and steps (so two optimizers, alternating, need nothing special
+from the loop). Capabilities:
+
+- ``Encoder``: ``encode(x) -> codes`` (B, C), ``n_inputs`` (D), ``code_size``
+  (C) and ``code_units`` ("binary" or "linear"): what index, search, the
+  registered encoder and maps use;
+- ``Density``: ``log_prob(x, samples) -> (B,)`` nats, exact or a bound or an
+  estimate, and ``estimator(samples)`` saying which ("exact", "elbo",
+  "is-5000", "ais");
+- ``Sampler``: ``sample(n, generator) -> (n, D)``;
+- ``Reconstructor``: ``reconstruct(x) -> (B, D)`` in the data's units (evaluate's figures).
+
+The rest of this module: the protocols the greedy layer-wise trainer uses.
 
 Energy models (RBMs) expose ``free_energy``, ``sample_h``, ``sample_v``,
 ``gibbs``, the conditional means ``h_mean``/``v_mean``, ``cd_gradients``,
@@ -11,10 +36,71 @@ autoencoder layers alike through ``layer_step`` (``LayerModel``).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import dataclasses
+from collections.abc import Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingParams:
+    """What every zoo family's params section has besides its hyperparameters."""
+
+    epochs: int = 100  # passes over the training split
+    batch_size: int = 100  # mini-batch size
+    lr: float = 0.001  # Adam's learning rate
+    seed: int = 0  # initial weights and every draw (per epoch and worker)
+
+    def check_training(self, section: str) -> None:
+        """epochs, batch_size and lr positive, seed not negative: a DulError naming ``section.key``."""
+        from components.errors import DulError
+
+        for name in ("epochs", "batch_size", "lr"):
+            if not getattr(self, name) > 0:
+                raise DulError(f"{section}.{name} is {getattr(self, name)}: must be positive")
+        if self.seed < 0:
+            raise DulError(f"{section}.seed is {self.seed}: must be 0 or more")
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Every family: built from hyperparameters, trained by ``training_step``, saved whole."""
+
+    family: ClassVar[str]  # its name in params.yaml and in checkpoints
+    hyperparameters: dict  # the constructor's keyword arguments
+
+    def training_step(self, x: torch.Tensor, optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        ...  # backward and step(s); returns {"loss": ..., other figures to log}
+
+    def to_checkpoint(self) -> dict: ...  # {"family", "params", "state_dict"}
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    code_units: str  # "binary" (codes thresholded at their training medians) or "linear"
+    n_inputs: int  # D, the width of the rows it encodes
+    code_size: int  # C
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...  # (B, D) -> (B, C)
+
+
+@runtime_checkable
+class Reconstructor(Protocol):
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...  # (B, D) -> (B, D) in the data's units
+
+
+@runtime_checkable
+class Density(Protocol):
+    def log_prob(self, x: torch.Tensor, samples: int = 1) -> torch.Tensor: ...  # (B, D) -> (B,) nats
+
+    def estimator(self, samples: int) -> str: ...  # "exact" | "elbo" | "is-<samples>" | "ais"
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...  # (n, D)
 
 
 class TiedLayer(nn.Module):

@@ -11,7 +11,7 @@ index stage writes one self-contained folder (N items, C bits, V words):
     titles.npy      (N,) <U          title (first line) shown beside a result
     labels.npy      (N,) int64       label of each item
     splits.npy      (N,) <U10        train, validation or test
-    encoder.pt                        the DeepAutoencoder checkpoint (``weights_only`` loadable)
+    encoder.pt                        the encoder's checkpoint (any family with codes; ``weights_only`` loadable)
 
 and for bag-of-words data (``kind`` "bow") also
 
@@ -29,7 +29,6 @@ file is a DulError that names it.
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,8 @@ import torch
 from components.data.text import tokenize
 from components.errors import DulError
 from components.io import atomic_path
-from components.models import DeepAutoencoder
+from components.models import registry
+from components.models.base import Encoder
 from components.retrieval.address import table_problem
 from components.retrieval.folder import open_arrays, read_json, read_meta
 from components.retrieval.hamming import HashIndex, load_hash_index, write_hash_index
@@ -57,7 +57,7 @@ class SearchIndex:
     folder: Path
     meta: dict
     hash: HashIndex
-    model: DeepAutoencoder
+    model: Encoder
     thresholds: np.ndarray
     ids: np.ndarray
     titles: np.ndarray
@@ -100,7 +100,7 @@ def tfidf_rows(counts, idf: np.ndarray) -> scipy.sparse.csr_matrix:
     return weighted
 
 
-def write_search_index(folder, *, model: DeepAutoencoder, thresholds, bits, ids, titles, labels, splits,
+def write_search_index(folder, *, model: Encoder, thresholds, bits, ids, titles, labels, splits,
                        meta: dict, counts=None, vocabulary=None) -> dict:
     """Write the search folder atomically; returns the hash index's stats.
 
@@ -121,8 +121,8 @@ def write_search_index(folder, *, model: DeepAutoencoder, thresholds, bits, ids,
                          f"{model.code_size}-bit encoder")
     if counts is not None:
         counts = scipy.sparse.csr_matrix(counts)
-        if counts.shape != (n_items, len(vocabulary)) or model.sizes[0] != len(vocabulary):
-            raise ValueError(f"counts {counts.shape}, {len(vocabulary)} words and a {model.sizes[0]}-input encoder")
+        if counts.shape != (n_items, len(vocabulary)) or model.n_inputs != len(vocabulary):
+            raise ValueError(f"counts {counts.shape}, {len(vocabulary)} words and a {model.n_inputs}-input encoder")
         idf = smooth_idf(counts[arrays["splits"] == "train"])
         rows = tfidf_rows(counts, idf)
         arrays |= {"idf": idf, "tfidf.indptr": rows.indptr.astype(np.int64),
@@ -176,17 +176,19 @@ def _warm_up(index: SearchIndex) -> None:
     if index.vocabulary is not None:
         tokenize("")
     with torch.no_grad():
-        index.model.encode(torch.zeros(1, index.model.sizes[0]))
+        index.model.encode(torch.zeros(1, index.model.n_inputs))
 
 
-def _load_encoder(path: Path) -> DeepAutoencoder:
+def _load_encoder(path: Path) -> Encoder:
     if not path.is_file():
         raise DulError(f"{path} is missing: the index has no encoder to encode queries with; {_FIX}")
     try:
-        return DeepAutoencoder.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, EOFError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DulError(f"{path} is truncated or not a DeepAutoencoder checkpoint ({reason}): {_FIX}") from error
+        model = registry.load(path)
+    except DulError as error:
+        raise DulError(f"{error}: {_FIX}") from None
+    if not isinstance(model, Encoder):
+        raise DulError(f"{path} holds a {model.family} model, which has no codes: {_FIX}")
+    return model.eval()
 
 
 def _read_vocabulary(folder: Path, meta: dict) -> list[str]:
@@ -240,6 +242,6 @@ def _check(index: SearchIndex) -> None:
     if index.model.code_size != n_bits:
         raise DulError(f"{folder}/encoder.pt makes {index.model.code_size}-bit codes but the index holds "
                        f"{n_bits}-bit codes (built with another model): {_FIX}")
-    if index.vocabulary is not None and index.model.sizes[0] != len(index.vocabulary):
-        raise DulError(f"{folder}/encoder.pt reads {index.model.sizes[0]} words but the index's vocabulary has "
+    if index.vocabulary is not None and index.model.n_inputs != len(index.vocabulary):
+        raise DulError(f"{folder}/encoder.pt reads {index.model.n_inputs} words but the index's vocabulary has "
                        f"{len(index.vocabulary)} (built with another vocabulary): {_FIX}")

@@ -9,8 +9,8 @@ folder is arrays read with ``allow_pickle=False``.
 
 What the model does follows from its one artifact:
 
-- ``encoder`` (a DeepAutoencoder checkpoint): (B, D) float32 inputs ->
-  (B, C) float32 codes, the code layer of the fine-tuned encoder.
+- ``encoder`` (a checkpoint of any family with codes, loaded by the
+  registry): (B, D) float32 inputs -> (B, C) float32 codes (``encode``).
 - ``index`` (the index stage's search folder): (B, D) float32 queries ->
   one row per query, ``ids`` (its k nearest items' ids, nearest first) and
   ``distances`` (their Hamming distances); param ``k``.
@@ -22,7 +22,7 @@ import torch
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
-from components.models import DeepAutoencoder
+from components.models import registry
 from components.retrieval.codes import binarize
 from components.retrieval.documents import load_search_index
 from components.retrieval.hamming import hash_knn
@@ -39,8 +39,7 @@ class DulModel(PythonModel):
             self.index = load_search_index(context.artifacts["index"])
             self.encoder = self.index.model
         else:
-            checkpoint = torch.load(context.artifacts["encoder"], map_location="cpu", weights_only=True)
-            self.encoder = DeepAutoencoder.from_checkpoint(checkpoint)
+            self.encoder = registry.load(context.artifacts["encoder"])
         self.encoder.eval()
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None):

@@ -204,8 +204,15 @@ def _requirements() -> list[str]:
 
 def _code_tree(folder: Path) -> str:
     """Copy the ``components`` modules model_code imports (transitively, with
-    their packages' __init__.py) to ``folder/components``; its path."""
-    for path in _local_modules(MODEL_CODE):
+    their packages' __init__.py), and every family module the model registry
+    names (it imports them by name), to ``folder/components``; its path."""
+    from components.models.registry import FAMILIES
+
+    modules = _local_modules(MODEL_CODE)
+    for family in FAMILIES.values():
+        start = PACKAGE.parent / (family.partition(":")[0].replace(".", "/") + ".py")
+        modules |= {start} | _local_modules(start)
+    for path in modules:
         target = folder / path.relative_to(PACKAGE.parent)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)

@@ -1,6 +1,3 @@
-"""Training: the only package that talks to Ray (Ray Train jobs, checkpoints, progress)."""
-
-from components.training.finetune import finetune_autoencoder, unroll
-from components.training.pretrain import pretrain_stack
-
-__all__ = ["finetune_autoencoder", "pretrain_stack", "unroll"]
+"""Training: the one loop (``loop``), the recipes that run through it (``pretrain``,
+``finetune``, the zoo's ``family``) and the only module that talks to Ray
+(``runtime``: Ray Train jobs, checkpoints, progress). Import each from its module."""

@@ -17,55 +17,54 @@ from their Parquet files batch by batch (``components.data.stream``).
 
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 
 import torch
-from ray.train.torch import prepare_model
 
-from components.config import FinetuneParams, as_dict
+from components.config import FinetuneParams, section_params
 from components.data.stream import Batches, as_batches, open_split, should_stream
 from components.errors import DulError
-from components.models import DeepAutoencoder
+from components.models import registry
+from components.models.autoencoder import DeepAutoencoder
 from components.models.autoencoder import reconstruction_losses
 from components.models.standardise import Standardise
-from components.training import runtime
+from components.models.stack import layer_from_state
+from components.training import loop
 from components.training.batch_methods import METHODS, minimize_batch
-from components.training.pretrain import rbm_from_state
-from components.training.progress import publish
 from components.training.selection import RetrievalScore
 
 
 def unroll(stack: dict) -> DeepAutoencoder:
     """The deep autoencoder a saved RBM stack unrolls into, with the stack's
     input standardisation (``stack["standardise"]``) for a Gaussian first layer."""
-    rbms = [rbm_from_state(layer) for layer in stack["layers"]]
+    rbms = [layer_from_state(layer) for layer in stack["layers"]]
     if rbms[0].visible_type == "gaussian" and "standardise" not in stack:
         raise DulError("the stack's first layer has gaussian visible units but the stack holds no "
                        "standardisation statistics (mean, std per feature); run pretrain again")
     return DeepAutoencoder.from_rbms(rbms, stack.get("standardise"))
 
 
-def initial_model(stack: dict, params: dict) -> DeepAutoencoder:
+def initial_model(stack: dict, params: FinetuneParams | dict) -> DeepAutoencoder:
     """The unrolled stack, or (``init: random``) the same architecture with
-    PyTorch's default initialisation, seeded by ``params["seed"]``."""
+    PyTorch's default initialisation, seeded by ``finetune.seed``."""
+    params = section_params("finetune", params)
     net = unroll(stack)
-    if params["init"] == "random":
-        torch.manual_seed(runtime.seed_for(params["seed"], 0xA11))
+    if params.init == "random":
+        torch.manual_seed(loop.seed_for(params.seed, 0xA11))
         fresh = DeepAutoencoder(net.sizes, net.code_units, net.input_units)
         fresh.standardise = net.standardise  # the same inputs, whatever the weights
         return fresh
     return net
 
 
-def make_optimizer(model: torch.nn.Module, params: dict) -> torch.optim.Optimizer | None:
+def make_optimizer(model: torch.nn.Module, params: FinetuneParams | dict) -> torch.optim.Optimizer | None:
     """Adam or SGD; None for the batch methods, which build theirs per batch."""
-    if params["optimizer"] in METHODS:
+    params = section_params("finetune", params)
+    if params.optimizer in METHODS:
         return None
-    if params["optimizer"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=params["momentum"])
-    return torch.optim.Adam(model.parameters(), lr=params["lr"])
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
+    return torch.optim.Adam(model.parameters(), lr=params.lr)
 
 
 def train_epoch(model, optimizer, data: Batches | torch.Tensor, *, batch_size: int | None = None,
@@ -112,62 +111,90 @@ def squared_error(model: DeepAutoencoder, data: Batches | torch.Tensor, batch_si
     return total / max(count, 1)
 
 
-def finetune_loop(config: dict) -> None:
-    rank, world, device = runtime.worker_setup(config)
-    params = config["params"]
-    streaming = should_stream(params.get("stream", False), config["data_dir"], ["train", "validation"])
-    data = open_split(config["data_dir"], "train", batch_size=params["batch_size"], streaming=streaming,
-                      rank=rank, world=world, device=device, stage="finetune")
-    valid = open_split(config["data_dir"], "validation", batch_size=params["batch_size"], streaming=streaming,
-                       device=device)  # every worker measures the whole split
-    net = initial_model(torch.load(config["stack_path"], weights_only=True), params).to(device)
-    state = runtime.load_checkpoint() or {"history": [], "next_epoch": 0}
-    if "model" in state:
-        net.load_state_dict(state["model"])
-    model = prepare_model(net) if world > 1 else net
-    optimizer = make_optimizer(model, params)
-    if optimizer is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    method = params["optimizer"] if params["optimizer"] in METHODS else None
-    if rank == 0:
-        publish(config["progress"], step=len(state["history"]))
-    start = state["next_epoch"]
-    score = RetrievalScore(config["data_dir"]) if params.get("keep", "last") == "best_precision" else None
-    if score is not None and "best" not in state:  # epoch 0: the net before any fine-tuning
-        state["best"] = {"epoch": 0, "precision_at_100": score(net.eval()),
-                         "valid_squared_error": squared_error(net, valid), "model": _cpu_state(net)}
-    for epoch in range(start, params["epochs"]):
-        torch.manual_seed(runtime.seed_for(params["seed"], epoch, rank))
-        generator = torch.Generator().manual_seed(runtime.seed_for(params["seed"], epoch, rank, 1))
-        net.train()
-        stats = train_epoch(model, optimizer, data, generator=generator, method=method,
-                            line_searches=params["line_searches"], world_size=world, input_units=net.input_units,
-                            code_noise=params["code_noise"], code_size=net.code_size, standardise=net.standardise)
-        stats = runtime.all_reduce_mean(stats, world, device)
-        net.eval()
-        stats["valid_squared_error"] = squared_error(net, valid)
-        if not all(math.isfinite(v) for v in stats.values()):
-            raise DulError(f"finetune: training diverged (NaN/inf) at epoch {epoch + 1}; "
-                           "the last good checkpoint is kept; lower finetune.lr")
-        best = state.get("best")
+class FinetuneUnit:
+    """Fine-tuning in progress: the net (DDP-wrapped for several workers), its
+    optimizer, the data, and with ``keep: best_precision`` the best epoch so far
+    (epoch 0: the net before fine-tuning)."""
+
+    def __init__(self, net: DeepAutoencoder, params: FinetuneParams, data: Batches, valid: Batches,
+                 score: RetrievalScore | None, session: loop.Session):
+        self.net, self.params, self.data, self.valid, self.score = net, params, data, valid, score
+        self.world = session.world
+        self.model = _ddp(net, session.device) if session.world > 1 else net
+        self.optimizer = make_optimizer(self.model, params)
+        self.method = params.optimizer if params.optimizer in METHODS else None
+        self.best = None
         if score is not None:
-            stats["valid_precision_at_100"] = score(net)
-            if stats["valid_precision_at_100"] > best["precision_at_100"]:
-                best = {"epoch": epoch + 1, "precision_at_100": stats["valid_precision_at_100"],
-                        "valid_squared_error": stats["valid_squared_error"], "model": _cpu_state(net)}
-        row = {"epoch": epoch + 1, **stats}
-        state = {"history": state["history"] + [row], "next_epoch": epoch + 1, "model": _cpu_state(net),
-                 "optimizer": optimizer.state_dict() if optimizer else None, "config": net.to_checkpoint()["config"]}
-        if best is not None:
-            state["best"] = best
-        runtime.save_checkpoint(state, row, rank)
-        if rank == 0:
-            line = (f"finetune epoch {epoch + 1}/{params['epochs']}  loss {stats['train_loss']:.3f}  "
-                    f"train_sq_err {stats['train_squared_error']:.3f}  valid_sq_err {stats['valid_squared_error']:.3f}")
-            publish(config["progress"], step=epoch + 1, line=line,
-                    postfix={"valid_sq_err": f"{stats['valid_squared_error']:.3f}"})
-    if start == params["epochs"]:  # relaunched after completion: hand the finished state back
-        runtime.save_checkpoint(state, state["history"][-1], rank)
+            self.best = {"epoch": 0, "precision_at_100": score(net.eval()),
+                         "valid_squared_error": squared_error(net, valid), "model": _cpu_state(net)}
+        self.epoch = 0
+
+    def train_epoch(self, epoch: int, generator: torch.Generator) -> dict[str, float]:
+        self.epoch = epoch
+        self.net.train()
+        return train_epoch(self.model, self.optimizer, self.data, generator=generator, method=self.method,
+                           line_searches=self.params.line_searches, world_size=self.world,
+                           input_units=self.net.input_units, code_noise=self.params.code_noise,
+                           code_size=self.net.code_size, standardise=self.net.standardise)
+
+    def evaluate(self) -> dict[str, float]:
+        """Every worker measures the whole validation split (and the retrieval score)."""
+        self.net.eval()
+        stats = {"valid_squared_error": squared_error(self.net, self.valid)}
+        if self.score is not None:
+            stats["valid_precision_at_100"] = self.score(self.net)
+            if stats["valid_precision_at_100"] > self.best["precision_at_100"]:
+                self.best = {"epoch": self.epoch + 1, "precision_at_100": stats["valid_precision_at_100"],
+                             "valid_squared_error": stats["valid_squared_error"], "model": _cpu_state(self.net)}
+        return stats
+
+    def state_dict(self) -> dict:
+        return {"model": _cpu_state(self.net), "best": self.best,
+                "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.best = state["best"]
+
+    def result(self) -> dict:
+        return {"model": _cpu_state(self.net), "best": self.best, "params": self.net.hyperparameters}
+
+
+def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Data-parallel gradients: DDP averages them across the workers in backward."""
+    ids = [device] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+
+def finetune_phase(config: dict) -> loop.Phase:
+    """Fine-tuning as the loop's one phase, seeded by ``finetune.seed``."""
+    params: FinetuneParams = config["params"]
+
+    def build(done: list[dict], session: loop.Session) -> FinetuneUnit:
+        streaming = should_stream(params.stream, config["data_dir"], ["train", "validation"])
+        data = open_split(config["data_dir"], "train", batch_size=params.batch_size, streaming=streaming,
+                          rank=session.rank, world=session.world, device=session.device, stage="finetune")
+        valid = open_split(config["data_dir"], "validation", batch_size=params.batch_size, streaming=streaming,
+                           device=session.device)  # every worker measures the whole split
+        net = initial_model(registry.read_checkpoint(config["stack_path"]), params)
+        score = RetrievalScore(config["data_dir"]) if params.keep == "best_precision" else None
+        return FinetuneUnit(net.to(session.device), params, data, valid, score, session)
+
+    def describe(unit: FinetuneUnit, epoch: int, stats: dict) -> str:
+        return (f"finetune epoch {epoch + 1}/{params.epochs}  loss {stats['train_loss']:.3f}  "
+                f"train_sq_err {stats['train_squared_error']:.3f}  valid_sq_err {stats['valid_squared_error']:.3f}")
+
+    return loop.Phase(name="", epochs=params.epochs, build=build, seed_parts=(params.seed,),
+                      evaluate=FinetuneUnit.evaluate, describe=describe, fix="lower finetune.lr",
+                      parameters=lambda unit: unit.net.parameters())
+
+
+def finetune_loop(config: dict) -> None:
+    """Ray Train worker: fine-tuning through the loop."""
+    session = loop.worker_session(config)  # first: on a cluster it fetches the inputs the config points to
+    loop.train([finetune_phase(config)], session, stage="finetune")
 
 
 def _cpu_state(net: torch.nn.Module) -> dict:
@@ -179,11 +206,20 @@ def finetune_autoencoder(data_dir: str | Path, stack_path: str | Path, params: F
     where ``checkpoint`` is ``DeepAutoencoder.to_checkpoint()`` of the result: the last
     epoch's net, or with ``keep: best_precision`` the best one, described by ``kept``
     (``epoch``, 0 = before fine-tuning; ``precision_at_100``; ``valid_squared_error``)."""
-    config = {"data_dir": os.path.abspath(data_dir), "stack_path": os.path.abspath(stack_path),
-              "params": as_dict(params)}
+    from components.training import runtime
+
+    config = {"data_dir": str(Path(data_dir).resolve()), "stack_path": str(Path(stack_path).resolve()),
+              "params": params}
     state = runtime.fit(finetune_loop, config, name=f"finetune-{key}", params=params,
                         total_steps=params.epochs, desc="finetune")
-    best = state.get("best")  # finetune.keep: best_precision
+    return finetune_result(state)
+
+
+def finetune_result(state: dict) -> dict:
+    """The loop's final state as the stage's result (see ``finetune_autoencoder``)."""
+    (done,) = state["done"]
+    best = done["best"]  # finetune.keep: best_precision
     kept = {k: v for k, v in best.items() if k != "model"} if best else None
-    return {"checkpoint": {"config": state["config"], "state_dict": best["model"] if best else state["model"]},
+    return {"checkpoint": {"family": DeepAutoencoder.family, "params": done["params"],
+                           "state_dict": best["model"] if best else done["model"]},
             "history": state["history"], "kept": kept}

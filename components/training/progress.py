@@ -4,6 +4,10 @@ Ray Train callbacks run in the controller actor, whose output the user never
 sees, and worker stdout is kept out of the console. So rank 0 puts one small
 dict per epoch on a Ray queue (an actor, so this works on a cluster too), and
 a thread in the driver turns them into a progress bar and one line per epoch.
+
+The queue actor lives on the driver's node (a worker node can be lost with
+its workers), and progress is never a reason to fail: an event that cannot
+be delivered is dropped.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ def publish(channel: Queue | None, **event) -> None:
     ``step`` is the number of units of work done so far; ``line`` is printed
     above the bar; ``postfix`` (a short dict) is shown beside it.
     """
-    if channel is not None:
-        channel.put(event)
+    if channel is None:
+        return
+    try:
+        channel.put(event, timeout=5)
+    except Exception:  # noqa: BLE001 (the queue's actor is gone or busy: the bar misses an epoch)
+        pass
 
 
 @contextlib.contextmanager
@@ -34,7 +42,7 @@ def progress_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Queue 
     if not enabled:
         yield None
         return
-    channel = Queue(actor_options={"num_cpus": 0})  # must not take a worker's CPU
+    channel = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": _on_this_node()})  # no worker's CPU
     stop = threading.Event()
     # Not a terminal (CI, a log file): per-epoch lines only, no redrawn bar.
     bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr, dynamic_ncols=True,
@@ -48,6 +56,14 @@ def progress_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Queue 
         thread.join(timeout=10)
         bar.close()
         channel.shutdown()
+
+
+def _on_this_node():
+    """Pin an actor to the driver's node: it outlives any worker node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
 
 
 def _drain(channel: Queue, bar: tqdm, stop: threading.Event) -> None:

@@ -1,45 +1,57 @@
-"""Ray for dul: one place that starts, connects to and quiets Ray, and runs
-a Ray Train job whose result is a plain state dict: a ``TorchTrainer`` (torch
-process group, DDP) for several workers or a GPU, a plain data-parallel
-trainer for one CPU worker, which needs no process group (1-2 s less per stage).
+"""Ray for dul: one place that starts, connects to and quiets Ray, and runs the
+training loop (components/training/loop.py) as a Ray Train job whose result is
+a plain state dict: a ``TorchTrainer`` (torch process group) for several
+workers or a GPU, a plain data-parallel trainer for one CPU worker, which
+needs no process group (1-2 s less per stage).
 
 A local Ray instance by default; ``RAY_ADDRESS`` connects to an existing
 cluster. Ray's own log lines stay out of the console unless ``DUL_VERBOSE=1``.
-Runs are named by a content key (config and data), under one storage path, so
-relaunching the same work resumes from its last checkpoint (Ray Train V2
-resumes a run relaunched with the same name and storage path).
+
+Recovery. A run is named by a content key of its inputs: params, data and
+the code the training loop imports (``codehash.code_key``), so relaunching
+the same work with the same code resumes it (Ray Train V2 resumes a run
+relaunched with the same name and storage path), and a run of other code is
+never handed back. A worker restarted after a crash, or a relaunch after the
+whole process tree was killed, resumes from the newest complete checkpoint in
+the run's storage, also one whose report the controller never saw.
+Deterministic errors (``DulError``: bad data, divergence) are not retried.
+
+Before anything starts, the request is checked against what can serve it:
+a local Ray gets exactly this machine's CPUs, and workers that cannot fit, a
+GPU that is not there, or a ``RAY_ADDRESS`` nobody answers on are one-line
+errors within seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
+import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import ray
 import ray.train
 import torch
-from ray.train import (
-    Checkpoint,
-    CheckpointConfig,
-    FailureConfig,
-    RunConfig,
-    ScalingConfig,
-)
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.train.v2.api.data_parallel_trainer import (
-    DataParallelTrainer,  # TorchTrainer's base, no torch backend
-)
+from ray.train.v2.api import data_parallel_trainer as ray_trainer_module
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer  # TorchTrainer's base, no torch backend
 
+from components.codehash import code_key
 from components.config import RayParams
 from components.errors import DulError
-from components.training.progress import progress_bar
+from components.training.loop import seed_for  # noqa: F401  (re-exported: runtime.seed_for)
+from components.training.progress import progress_bar, publish
 
 STATE_FILE = "state.pt"
+CONNECT_TIMEOUT_S = 5.0
 
 
 def verbose() -> bool:
@@ -55,10 +67,9 @@ def storage_path() -> str:
 
 @contextlib.contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
-    """Use the running Ray, connect to ``RAY_ADDRESS``, or start a local instance.
-
-    Only an instance started here is shut down on exit.
-    """
+    """Use the running Ray, connect to ``RAY_ADDRESS``, or start a local instance
+    with this machine's CPUs. Only an instance started here is shut down on exit.
+    ``num_cpus`` is ignored (the machine's CPUs are what a local Ray has)."""
     if ray.is_initialized():
         yield
         return
@@ -66,18 +77,46 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     options = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.ERROR}
     address = os.environ.get("RAY_ADDRESS")
     if address:
+        check_reachable(address)
         options["address"] = address
     else:
-        cpus = max(os.cpu_count() or 1, num_cpus or 1)
-        options.update(address="local", num_cpus=cpus, object_store_memory=_object_store_bytes())
+        options.update(address="local", num_cpus=os.cpu_count() or 1, object_store_memory=_object_store_bytes())
     try:
-        ray.init(**options)
-    except ConnectionError as err:
-        raise DulError(f"cannot connect to the Ray cluster at RAY_ADDRESS={address}: {err}") from None
+        with _quiet_stderr():
+            ray.init(**options)
+    except Exception as err:  # noqa: BLE001 (Ray raises many types for a cluster it cannot join)
+        where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray instance"
+        raise DulError(f"could not start or join {where}: {_first_line(err)} (on a loaded machine, retry; "
+                       "set DUL_VERBOSE=1 to see Ray's logs)") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str) -> None:
+    """A ``host:port`` RAY_ADDRESS must accept a TCP connection within seconds
+    (``ray.init`` itself retries an absent cluster for minutes)."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]\s]+?)\]?:(\d+)", address.strip())
+    if address.strip() == "auto" or not match:
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise DulError(f"no Ray cluster answers at RAY_ADDRESS={address} ({reason}): start it "
+                       "(ray start --head), fix the address, or unset RAY_ADDRESS for a local Ray") from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Ray's start-up warnings go to stderr unless DUL_VERBOSE is set."""
+    if verbose():
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def configure_local_ray() -> None:
@@ -107,103 +146,310 @@ def _object_store_bytes() -> int:
     return int(os.environ.get("DUL_OBJECT_STORE_BYTES", 1 << 30))
 
 
-def fit(
-    loop: Callable[[dict], None],
-    config: dict,
-    *,
-    name: str,
-    params: RayParams,
-    total_steps: int,
-    desc: str,
-    callbacks: tuple = (),
-) -> dict:
-    """Run ``loop`` as a Ray Train job and return the state in its last checkpoint.
+def _this_machine() -> dict[str, float]:
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
-    ``loop`` reports a checkpoint holding ``STATE_FILE`` every epoch (see
-    ``save_checkpoint``); ``total_steps`` sizes the progress bar. ``callbacks``
-    are Ray Train ``UserCallback``s, e.g. the sweep's ``TuneReportCallback``.
+
+def check_resources(params: RayParams, section: str, local: bool, have: dict | None = None) -> None:
+    """The workers must fit what Ray has (``have``, default the running Ray's): at once
+    on a local Ray; on a cluster (which may be autoscaling) within
+    ``DUL_RESOURCE_WAIT_S`` seconds (default 300)."""
+    need = {"CPU": params.num_workers * params.cpus_per_worker, "GPU": params.num_workers if params.use_gpu else 0}
+    deadline = time.monotonic() + (0 if local else float(os.environ.get("DUL_RESOURCE_WAIT_S", 300)))
+    fixed = have
+    while True:
+        have = fixed or ray.cluster_resources()
+        short = {k: (v, have.get(k, 0)) for k, v in need.items() if v > have.get(k, 0)}
+        if not short or time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+    for kind, (wanted, available) in short.items():
+        where = "this machine has" if local else "the Ray cluster has"
+        settings = f"{section}.num_workers ({params.num_workers})" + \
+            (f" x {section}.cpus_per_worker ({params.cpus_per_worker})" if kind == "CPU" else f" with {section}.use_gpu")
+        fix = f"set {section}.use_gpu: false" if kind == "GPU" else f"lower {section}.num_workers or cpus_per_worker"
+        raise DulError(f"{settings} needs {wanted:g} {kind}s, but {where} {available:g}; {fix}"
+                       + ("" if local else ", or add nodes to the cluster"))
+
+
+def fit(loop_function: Callable[[dict], None], config: dict, *, name: str, params: RayParams, total_steps: int,
+        desc: str, callbacks: tuple = (), section: str | None = None) -> dict:
+    """Run ``loop_function`` (a worker function that runs ``loop.train`` with a
+    ``RaySession``) as a Ray Train job; return the state in its last checkpoint.
+
+    ``name`` is the run's key of params and data; the code's hash is added to
+    it here. ``total_steps`` sizes the progress bar. ``callbacks`` are Ray
+    Train ``UserCallback``s, e.g. the sweep's ``TuneReportCallback``.
     """
+    name = f"{name}-{code_key(loop_function.__module__)}"
+    section = section or desc
     scaling = ScalingConfig(
         num_workers=params.num_workers,
         use_gpu=params.use_gpu,
         resources_per_worker={"CPU": params.cpus_per_worker, **({"GPU": 1} if params.use_gpu else {})},
     )
-    with ray_session(num_cpus=params.num_workers * params.cpus_per_worker):
+    if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):  # a local Ray: refuse before starting it
+        check_resources(params, section, local=True, have=_this_machine())
+    with ray_session():
+        check_resources(params, section, local=not os.environ.get("RAY_ADDRESS"))
         _single_node_settings()
         with progress_bar(total_steps, desc) as channel:
+            config = share_inputs(config, name)
             trainer_class = TorchTrainer if params.num_workers > 1 or params.use_gpu else DataParallelTrainer
             trainer = trainer_class(
-                loop,
+                loop_function,
                 train_loop_config={**config, "progress": channel, "cpus_per_worker": params.cpus_per_worker},
                 scaling_config=scaling,
                 run_config=RunConfig(
                     name=name,
                     storage_path=storage_path(),
                     checkpoint_config=CheckpointConfig(num_to_keep=2),
-                    failure_config=FailureConfig(max_failures=params.max_failures),
+                    failure_config=FailureConfig(max_failures=params.max_failures, controller_failure_limit=2),
                     callbacks=list(callbacks),
                 ),
             )
             try:
-                result = trainer.fit()
+                with deterministic_errors_not_retried():
+                    result = trainer.fit()
             except Exception as err:  # Ray wraps worker errors; surface ours as themselves
                 raise _unwrap(err) from None
     if result.checkpoint is None:
         raise DulError(f"Ray Train run {name} finished without a checkpoint")
     with result.checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        return torch.load(Path(folder) / STATE_FILE, weights_only=True, map_location="cpu")
+
+
+@contextlib.contextmanager
+def deterministic_errors_not_retried() -> Iterator[None]:
+    """Ray Train retries every worker failure up to ``max_failures``; a ``DulError``
+    (bad data, divergence) would fail again the same way, so its run fails at once.
+    Ray 2.60 builds its failure policy through this module attribute (DataParallelTrainer.fit)."""
+    original = ray_trainer_module.create_failure_policy
+    ray_trainer_module.create_failure_policy = lambda failure_config: DulFailurePolicy(failure_config)
+    try:
+        yield
+    finally:
+        ray_trainer_module.create_failure_policy = original
+
+
+from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy  # noqa: E402
+
+
+class DulFailurePolicy(DefaultFailurePolicy):
+    """Ray Train's default policy, except that a worker group failure caused by a
+    ``DulError`` in any worker is raised instead of retried."""
+
+    def _is_retryable_error(self, training_failed_error) -> bool:
+        failures = getattr(training_failed_error, "worker_failures", None) or {}
+        if any(_is_dul_error(error) for error in failures.values()):
+            return False
+        return super()._is_retryable_error(training_failed_error)
+
+
+def _is_dul_error(error: BaseException) -> bool:
+    return isinstance(error, DulError) or isinstance(getattr(error, "cause", None), DulError) \
+        or bool(re.search(r"\b(DulError|Diverged)\b", str(error)))
 
 
 def _unwrap(err: Exception) -> Exception:
-    match = re.search(r"DulError: (.+)", str(err))
+    for error in (getattr(err, "worker_failures", None) or {}).values():
+        cause = error if isinstance(error, DulError) else getattr(error, "cause", None)
+        if isinstance(cause, DulError):
+            return DulError(str(cause).strip().splitlines()[0])
+    match = re.search(r"(?:DulError|Diverged): (.+)", str(err))
     if match:
         return DulError(match.group(1).strip())
-    return DulError(f"Ray Train job failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}"
-                    " (set DUL_VERBOSE=1 to see the workers' logs)")
+    return DulError(f"Ray Train job failed: {_first_line(err)} (set DUL_VERBOSE=1 to see the workers' logs)")
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(err).__name__
+
+
+# ---- inputs every node can read --------------------------------------------------
+
+INPUTS = ("data_dir", "stack_path")  # the config keys that are paths on the driver's machine
+COMPLETE = ".complete"
+
+
+def share_inputs(config: dict, name: str) -> dict:
+    """On a cluster of several nodes, or with storage other than a local folder
+    (``DUL_RAY_STORAGE=s3://...``), or with ``DUL_SHARE_INPUTS=1``: copy the
+    run's inputs into its storage folder once (``<storage>/<run>/inputs/<key>``)
+    and hand the workers those locations instead of the driver's paths; each
+    node fetches them once into a local cache (``localize``). On one node with
+    local storage the workers read the driver's files."""
+    alive = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if alive <= 1 and "://" not in storage_path() and os.environ.get("DUL_SHARE_INPUTS", "") in ("", "0"):
+        return config
+    shared = {key: _upload(Path(config[key]), f"{storage_path()}/{name}/inputs/{key}") for key in INPUTS
+              if key in config}
+    return {**{k: v for k, v in config.items() if k not in shared}, "inputs": shared}
+
+
+def _filesystem(location: str):
+    import pyarrow.fs as pafs
+
+    if "://" in location:
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), location
+
+
+def _upload(local: Path, location: str) -> str:
+    """``local`` (a file or a folder) copied to ``location`` unless it is there whole
+    already (a relaunch); the location of the copy of ``local`` itself."""
+    import pyarrow.fs as pafs
+
+    fs, base = _filesystem(location)
+    marker = f"{base}/{COMPLETE}"
+    if fs.get_file_info(marker).type == pafs.FileType.NotFound:
+        fs.create_dir(base, recursive=True)
+        destination = f"{base}/{local.name}"
+        if local.is_dir():
+            fs.create_dir(destination, recursive=True)
+        pafs.copy_files(str(local.resolve()), destination, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=fs)
+        with fs.open_output_stream(marker) as out:  # written last: a cut-off upload is redone
+            out.write(b"complete\n")
+    return f"{location}/{local.name}"
+
+
+def localize(config: dict) -> dict:
+    """In a worker: ``config`` with each shared input fetched into this node's cache
+    (once per node and run: workers on a node take turns through a rename) and
+    its local path in place of the storage location."""
+    for key, location in (config.pop("inputs", None) or {}).items():
+        config[key] = str(_fetch(location))
+    return config
+
+
+def _fetch(location: str) -> Path:
+    import hashlib
+
+    import pyarrow.fs as pafs
+
+    cache = Path(tempfile.gettempdir()) / "dul-inputs" / hashlib.sha256(location.encode()).hexdigest()[:16]
+    name = location.rstrip("/").rsplit("/", 1)[-1]
+    if not (cache / COMPLETE).exists():
+        fs, path = _filesystem(location)
+        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=_made(cache.parent)))
+        if fs.get_file_info(path).type == pafs.FileType.Directory:
+            (staging / name).mkdir()
+        pafs.copy_files(path, str(staging / name), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        (staging / COMPLETE).write_text("complete\n")
+        with contextlib.suppress(OSError):  # another worker of this node was first: keep its copy
+            os.replace(staging, cache)
+        shutil.rmtree(staging, ignore_errors=True)
+    return cache / name
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 # ---- worker side -------------------------------------------------------------
 
 
-def seed_for(*parts: int) -> int:
-    """A seed per (layer, epoch, rank, ...): a resumed run draws what an uninterrupted one would."""
-    seed = 0
-    for part in parts:
-        seed = (seed * 1_000_003 + part) % (2**31 - 1)
-    return seed
+class RaySession:
+    """``loop.Session`` in a Ray Train worker: rank, world and device from Ray
+    Train; checkpoints reported to it (rank 0 attaches the state); progress on
+    the driver's queue. ``restore`` takes the newest complete checkpoint of
+    the run, from Ray Train or from the run's storage."""
+
+    def __init__(self, config: dict):
+        localize(config)  # shared inputs: this node's copies, in place of the storage locations
+        torch.set_num_threads(int(config["cpus_per_worker"]))
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.channel = config.get("progress")
+
+    def restore(self) -> dict | None:
+        state = newest_state(_given_checkpoint(), _stored_checkpoints())
+        if self.world > 1:  # every rank starts from what rank 0 found
+            box = [state]
+            torch.distributed.broadcast_object_list(box, src=0)
+            state = box[0]
+        return state
+
+    def save(self, state: dict, row: dict) -> None:
+        """Every rank reports; rank 0 attaches the checkpoint holding ``state``."""
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if self.rank == 0:
+                torch.save(state, Path(folder) / STATE_FILE)
+                checkpoint = Checkpoint.from_directory(folder)
+            ray.train.report(_plain(row), checkpoint=checkpoint)
+
+    def all_reduce_mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average per-worker figures across the worker group (identity for one worker)."""
+        if self.world == 1:
+            return values
+        keys = sorted(values)
+        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(tensor)
+        return {k: float(v) / self.world for k, v in zip(keys, tensor)}
+
+    def all_reduce_gradients(self, parameters: Iterable[torch.Tensor]) -> None:
+        if self.world == 1:
+            return
+        for parameter in parameters:
+            if parameter.grad is not None:
+                torch.distributed.all_reduce(parameter.grad)
+                parameter.grad.div_(self.world)
+
+    def publish(self, **event) -> None:
+        if self.rank == 0:
+            publish(self.channel, **event)
 
 
-def worker_setup(config: dict) -> tuple[int, int, torch.device]:
-    """Threads, rank, world size and device for a training worker."""
-    torch.set_num_threads(int(config["cpus_per_worker"]))
-    context = ray.train.get_context()
-    return context.get_world_rank(), context.get_world_size(), ray.train.torch.get_device()
+def _plain(row: dict) -> dict:
+    return {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool))}
 
 
-def load_checkpoint() -> dict | None:
-    """The state saved by the last checkpoint of this run (after a restart or a relaunch)."""
+def _given_checkpoint() -> dict | None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        return _load_state(Path(folder) / STATE_FILE)
 
 
-def save_checkpoint(state: dict, metrics: dict, rank: int) -> None:
-    """Every rank reports; rank 0 attaches the checkpoint holding ``state``."""
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint = None
-        if rank == 0:
-            torch.save(state, Path(folder) / STATE_FILE)
-            checkpoint = Checkpoint.from_directory(folder)
-        ray.train.report(metrics, checkpoint=checkpoint)
+def _stored_checkpoints() -> Iterator[dict]:
+    """The states in the run's storage, newest first: after a kill, the newest may
+    be one the controller never registered (its upload finished, its report did not)."""
+    try:
+        storage = ray.train.get_context().get_storage()
+        fs, root = storage.storage_filesystem, storage.experiment_fs_path
+        import pyarrow.fs as pafs
+
+        entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except Exception:  # noqa: BLE001 (no storage context, e.g. Ray Train's local mode)
+        return
+    folders = sorted((e.path for e in entries if e.type == pafs.FileType.Directory
+                      and e.base_name.startswith("checkpoint_")), reverse=True)
+    for folder in folders:
+        with contextlib.suppress(Exception):  # an upload cut short: not a checkpoint
+            with fs.open_input_file(f"{folder}/{STATE_FILE}") as handle:
+                yield torch.load(io.BytesIO(handle.read()), weights_only=True, map_location="cpu")
 
 
-def all_reduce_mean(values: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
-    """Average per-worker figures across the worker group (identity for one worker)."""
-    if world_size == 1:
-        return values
-    keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor)
-    return {k: float(v) / world_size for k, v in zip(keys, tensor)}
+def _load_state(path: Path) -> dict | None:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # noqa: BLE001 (truncated or missing)
+        return None
+
+
+def newest_state(*sources) -> dict | None:
+    """The state with the most finished epochs among ``sources`` (a state or None, or
+    an iterable of states); the first such on a tie."""
+    best = None
+    for source in sources:
+        for state in ([source] if source is None or isinstance(source, dict) else source):
+            if state is not None and (best is None or len(state["history"]) > len(best["history"])):
+                best = state
+    return best
+

@@ -155,7 +155,7 @@ def run_trial(config: dict) -> None:
     stack_path = Path(os.path.abspath("stack.pt"))
     save_torch(stack_path, {k: stack[k] for k in ("layers", "standardise") if k in stack})
     finetune = params["finetune"]
-    job = {"data_dir": setup["data_dir"], "stack_path": str(stack_path), "params": as_dict(finetune)}
+    job = {"data_dir": setup["data_dir"], "stack_path": str(stack_path), "params": finetune}
     state = runtime.fit(finetune_loop, job, name=f"finetune-{key}", params=finetune,
                         total_steps=finetune.epochs, desc="finetune", callbacks=(TuneReportCallback(),))
     # The bridge can drop the last epoch's report when the run ends right after it (seen with

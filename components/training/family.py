@@ -1,0 +1,175 @@
+"""A zoo family's training, as the one phase of the one loop, and its test figures.
+
+Any family of the registry (components/models/registry.py) trains the same
+way: ``params.epochs`` epochs over the training split, each batch handed to
+the model's own ``training_step(x, optimizers)`` (which does its backward and
+steps, so a family with two optimizers needs nothing special here). With
+several workers each takes a shard of the split and the optimizers average
+the gradients of all workers before every step (``SyncedOptimizer``). After
+every epoch the loop checkpoints, checks for NaN/inf and reports progress;
+every worker measures the validation split with the family's cheapest
+density estimate (``log_prob(x, samples=1)``: exact, or a one-sample bound).
+
+Data: families of binary data get the split binarized by the zoo's protocol
+(components/data/binarize.py; ``dynamic`` redraws every training batch);
+families of word counts (``inputs = "counts"``) get the counts. The data is
+read whole into memory (the zoo's datasets are MNIST-sized).
+
+``test_figures`` is the likelihood report's row for a trained density:
+mean test NLL in nats with its standard error over test items, bits per
+dimension, and the estimator that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.config import ZooParams
+from components.data.binarize import binarize, redraw
+from components.data.ingest import read_split
+from components.data.stream import Batches, TensorBatches, batch_count
+from components.errors import DulError
+from components.models import registry
+from components.models.base import Density
+from components.training import loop
+
+
+class SyncedOptimizer:
+    """An optimizer whose ``step`` first averages its parameters' gradients over the
+    workers (a no-op for one); everything else is the wrapped optimizer's."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, session: loop.Session):
+        self.optimizer, self.session = optimizer, session
+
+    def step(self, closure=None):
+        if self.session.world > 1:
+            self.session.all_reduce_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+        return self.optimizer.step(closure)
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
+
+
+def family_inputs(model) -> str:
+    """What a family models: "binary" images (the default) or word "counts"."""
+    return getattr(model, "inputs", "binary")
+
+
+def split_inputs(data_dir: str | Path, split: str, inputs: str, zoo: ZooParams, *, raw: bool = False) -> np.ndarray:
+    """A split as a family sees it: binarized by the zoo's protocol, or counts;
+    ``raw``: the intensities themselves (dynamic binarization's training split)."""
+    X, _ = read_split(data_dir, split)
+    if inputs == "counts" or raw:
+        return X
+    return binarize(X, zoo.binarization, zoo.binarization_seed, split)
+
+
+class FamilyUnit:
+    """A family in training: the model, its (synced) optimizers, this worker's batches."""
+
+    def __init__(self, model, optimizers: list, batches: Batches, valid: torch.Tensor, dynamic: bool):
+        self.model, self.optimizers, self.batches, self.valid, self.dynamic = model, optimizers, batches, valid, dynamic
+
+    def train_epoch(self, epoch: int, generator: torch.Generator) -> dict[str, float]:
+        self.model.train()
+        totals: dict[str, float] = {}
+        for x in self.batches.epoch(generator):
+            figures = self.model.training_step(redraw(x) if self.dynamic else x, self.optimizers)
+            for key, value in figures.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+        return {f"train_{k}": v / self.batches.n_batches for k, v in totals.items()}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        if not isinstance(self.model, Density):
+            return {}
+        self.model.eval()
+        return {"valid_nll": -float(torch.cat([self.model.log_prob(x, samples=1) for x in self.valid.split(500)])
+                                    .double().mean())}
+
+    def state_dict(self) -> dict:
+        return {"model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                "optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+
+    def result(self) -> dict:
+        checkpoint = self.model.to_checkpoint()
+        return {**checkpoint, "state_dict": {k: v.detach().cpu().clone() for k, v in checkpoint["state_dict"].items()}}
+
+
+def family_phase(config: dict) -> loop.Phase:
+    """Training family ``config["family"]`` as the loop's one phase, seeded by its ``seed``."""
+    family, params, zoo = config["family"], config["params"], config["zoo"]
+
+    def build(done: list[dict], session: loop.Session) -> FamilyUnit:
+        model = registry.build(family, params, tuple(config["shape"])).to(session.device)
+        inputs = family_inputs(model)
+        dynamic = inputs == "binary" and zoo.binarization == "dynamic"
+        X = split_inputs(config["data_dir"], "train", inputs, zoo, raw=dynamic)
+        if hasattr(model, "fit_inputs"):  # statistics of the training split the model keeps (e.g. NASH's idf)
+            model.fit_inputs(torch.from_numpy(X).to(session.device))
+        n_batches = batch_count(len(X), params.batch_size, session.world, stage=family)
+        rows = torch.from_numpy(np.ascontiguousarray(X[session.rank::session.world])).to(session.device)
+        valid = torch.from_numpy(split_inputs(config["data_dir"], "validation", inputs, zoo)).to(session.device)
+        optimizers = [SyncedOptimizer(o, session) for o in model.optimizers(params)]
+        return FamilyUnit(model, optimizers, TensorBatches(rows, params.batch_size, n_batches), valid, dynamic)
+
+    def describe(unit: FamilyUnit, epoch: int, stats: dict) -> str:
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in stats.items())
+        return f"{family} epoch {epoch + 1}/{params.epochs}  {shown}"
+
+    # The loop seeds the global generator from (seed,) right before build: the initial weights, alike on every worker.
+    return loop.Phase(name=family, epochs=params.epochs, build=build, seed_parts=(params.seed,), describe=describe,
+                      evaluate=FamilyUnit.evaluate, fix=f"lower {family}.lr",
+                      parameters=lambda unit: unit.model.parameters())
+
+
+def family_loop(config: dict) -> None:
+    """Ray Train worker (or ``loop.run_in_process``): a family's training through the loop."""
+    session = loop.worker_session(config)  # first: on a cluster it fetches the inputs the config points to
+    loop.train([family_phase(config)], session, stage=f"train@{config['family']}")
+
+
+def train_family(family: str, data_dir: str | Path, shape: tuple[int, ...], params, zoo: ZooParams, key: str) -> dict:
+    """Train ``family`` as a Ray Train job; return ``{"checkpoint", "history"}``."""
+    from components.training import runtime
+
+    config = {"family": family, "data_dir": str(Path(data_dir).resolve()), "shape": list(shape),
+              "params": params, "zoo": zoo}
+    state = runtime.fit(family_loop, config, name=f"{family}-{key}", params=zoo, total_steps=params.epochs,
+                        desc=family, section="zoo")
+    (checkpoint,) = state["done"]
+    return {"checkpoint": checkpoint, "history": state["history"]}
+
+
+@torch.no_grad()
+def test_figures(model, X: np.ndarray, samples: int, batch_size: int = 100,
+                 generator_seed: int = 0) -> dict[str, float | str]:
+    """The likelihood report's figures of a density on test items ``X`` (N, D):
+    ``nll_nats`` (mean over items of -log p(x)), its ``stderr`` (std / sqrt(N)),
+    ``bits_per_dim`` and the ``estimator`` (with ``samples`` importance samples
+    where the family estimates)."""
+    if not isinstance(model, Density):
+        raise DulError(f"the {model.family} family has no log_prob: it cannot be in the likelihood report")
+    model.eval()
+    torch.manual_seed(generator_seed)
+    device = next(model.parameters()).device
+    values = torch.cat([model.log_prob(torch.from_numpy(X[i:i + batch_size]).to(device), samples=samples).double()
+                        .cpu() for i in range(0, len(X), batch_size)])
+    nll = -values
+    return {"nll_nats": float(nll.mean()), "stderr": float(nll.std(unbiased=True) / math.sqrt(len(nll))),
+            "bits_per_dim": float(nll.mean() / (X.shape[1] * math.log(2))), "estimator": model.estimator(samples),
+            "n_test": int(len(nll))}
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+

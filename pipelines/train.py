@@ -1,0 +1,114 @@
+"""Stage train@<family>: train one zoo family and measure it (DVC runs one per
+entry of zoo.families).
+
+Reads data/prepared and the family's own params section (params.yaml
+``<family>:``) plus the zoo's protocol (``zoo``: binarization, test
+estimator, Ray settings); trains the family through the one training loop
+as a Ray Train job (components/training/family.py); writes
+models/zoo/<family>.pt (``{"family", "params", "state_dict"}``, loadable by
+``components.models.registry.load``) and, in reports/zoo/families/<family>/,
+curve.csv (per epoch: training figures, validation NLL), metrics.json (the
+family's row of the likelihood report: test NLL in nats with its standard
+error, bits per dimension, the estimator, parameters, training seconds) and
+samples.png (a grid of samples, or a note that the family does not sample images).
+
+    python -m pipelines.train vae [--params params.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from components import tracking
+from components.config import PARAMS_FILE, ZooParams, as_dict, load_family_params, load_params
+from components.data import item_shape, read_card
+from components.errors import DulError
+from components.evaluation.samples import samples_figure
+from components.evaluation.words import word_table_figure
+from components.io import content_key, save_torch, write_csv, write_json
+from components.models import registry
+from components.models.base import Density, Sampler
+from components.training.family import family_inputs, parameter_count, split_inputs, test_figures, train_family
+
+DATA = Path("data/prepared")
+MODELS = Path("models/zoo")
+REPORTS = Path("reports/zoo/families")
+
+
+def work(family: str, params, zoo: ZooParams) -> dict:
+    card = read_card(DATA)
+    shape = item_shape(card, DATA)
+    stage = f"train@{family}"
+    with tracking.stage_run(stage, {**as_dict(params), **{f"zoo.{k}": v for k, v in as_dict(zoo).items()}},
+                            deps=[DATA]) as mlrun:
+        start = time.perf_counter()
+        result = train_family(family, DATA, shape, params, zoo, key=content_key(family, as_dict(params),
+                                                                                _protocol(zoo), card))
+        seconds = time.perf_counter() - start
+        out = MODELS / f"{family}.pt"
+        save_torch(out, result["checkpoint"])
+        model = registry.load(result["checkpoint"])
+        metrics = _measure(model, family, shape, zoo, card) | {"train_seconds": round(seconds, 1)}
+        folder = REPORTS / family
+        write_csv(folder / "curve.csv", result["history"])
+        write_json(folder / "metrics.json", metrics)
+        mlrun.log_history(result["history"], prefix=f"{family}_")
+        mlrun.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        mlrun.log_artifact(out, "model")
+        for name in ("metrics.json", "curve.csv", "samples.png"):
+            mlrun.log_artifact(folder / name, "zoo")
+        mlrun.tag_files("outs", [out])
+    shown = f"test NLL {metrics['nll_nats']:.2f} nats ({metrics['estimator']})" if "nll_nats" in metrics else "trained"
+    print(f"{stage}: {metrics['parameters']} parameters -> {out}; {shown}")
+    return metrics
+
+
+def _protocol(zoo: ZooParams) -> dict:
+    """What of the zoo's settings changes a family's training (not how it is measured)."""
+    return {"binarization": zoo.binarization, "binarization_seed": zoo.binarization_seed}
+
+
+def _measure(model, family: str, shape: tuple[int, ...], zoo: ZooParams, card: dict) -> dict:
+    metrics = {"family": family, "parameters": parameter_count(model), "dataset": card["dataset"],
+               "binarization": zoo.binarization if family_inputs(model) == "binary" else "none (counts)"}
+    if isinstance(model, Density):
+        X = split_inputs(DATA, "test", family_inputs(model), zoo)
+        X = X[:zoo.test_items] if zoo.test_items else X
+        metrics |= test_figures(model, X, zoo.test_samples)
+    picture = REPORTS / family / "samples.png"
+    if isinstance(model, Sampler) and len(shape) == 3 and shape[0] == 1:
+        with torch.no_grad():
+            drawn = model.sample(zoo.samples, torch.Generator().manual_seed(0))
+        samples_figure(drawn, shape[1:], picture, title=f"{family}: {zoo.samples} samples")
+    else:
+        why = "it does not sample" if not isinstance(model, Sampler) else "its items are not grey images"
+        word_table_figure(picture, {"": [f"no samples drawn: {why}"]}, f"{family}: samples")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", help="a family listed in zoo.families (params.yaml)")
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        zoo = load_params("zoo", args.params)
+        if args.family not in zoo.families:
+            raise DulError(f"{args.family} is not in zoo.families ({', '.join(zoo.families)}); add it there "
+                           "and give it a params section")
+        work(args.family, load_family_params(args.family, args.params), zoo)
+    except DulError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,161 @@
+"""The model contract, family by family: every zoo family builds from its params
+section, trains through the one loop (in process: no Ray), resumes bitwise, saves
+and loads by its family name, and has exactly the capabilities it claims.
+
+Adding a family: one entry in ``TINY`` (tiny settings for its section).
+Its maths is tested against brute force in its own test file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from components.config import ZooParams, parse_dataclass, parse_section
+from components.data import ingest, item_shape, read_card
+from components.errors import DulError
+from components.io import save_torch
+from components.models import registry
+from components.models.base import Density, Encoder, Model, Sampler
+from components.training import family as training
+from components.training import loop
+
+TINY = {
+    "vae": {"latent": 2, "hidden": [8]},
+    "iwae": {"latent": 2, "hidden": [8], "k": 4},
+    "nade": {"hidden": 8},
+    "nash": {"bits": 8, "hidden": 16},
+}
+COUNTS = {"nash"}  # families of word counts: they train on a tiny text corpus instead of digits
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo") / "prepared"
+    ingest("digits", folder)
+    return folder
+
+
+def tiny_params(family: str, **overrides):
+    values = {**TINY[family], "epochs": 2, "batch_size": 50, **overrides}
+    return parse_dataclass(registry.params_class(family), family, values)
+
+
+def test_every_zoo_family_has_a_tiny_entry():
+    assert set(TINY) == set(registry.ZOO_FAMILIES)
+
+
+def test_the_repository_params_hold_every_key_of_every_listed_family():
+    import yaml
+
+    from tests.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for family in raw["zoo"]["families"]:
+        fields = {f.name for f in dataclasses.fields(registry.params_class(family))}
+        assert set(raw[family]) == fields, family
+        assert parse_dataclass(registry.params_class(family), family, {}) == \
+            parse_dataclass(registry.params_class(family), family, raw[family]), f"{family}: defaults differ"
+
+
+def config(family, digits, **overrides) -> dict:
+    zoo = parse_section("zoo", {"families": [family] if family in TINY else [], "test_samples": 10})
+    return {"family": family, "data_dir": str(digits), "shape": list(item_shape(read_card(digits), digits)),
+            "params": tiny_params(family, **overrides), "zoo": zoo}
+
+
+image_families = [f for f in TINY if f not in COUNTS]
+
+
+class Killed(Exception):
+    pass
+
+
+class KilledAfter(loop.LocalSession):
+    """A session whose process dies right after the checkpoint of epoch ``epochs``."""
+
+    def __init__(self, epochs: int, folder):
+        super().__init__(folder=folder)
+        self.epochs = epochs
+
+    def save(self, state, row):
+        super().save(state, row)
+        if len(state["history"]) == self.epochs:
+            raise Killed
+
+
+@pytest.mark.parametrize("family", image_families)
+def test_a_family_trains_through_the_loop_and_resumes_bitwise(family, digits, tmp_path, one_thread):
+    whole = loop.run_in_process(training.family_loop, config(family, digits, epochs=3))
+    with pytest.raises(Killed):
+        loop.run_in_process(training.family_loop, config(family, digits, epochs=3), session=KilledAfter(2, tmp_path))
+    trained = []
+    resumed = loop.run_in_process(training.family_loop, config(family, digits, epochs=3),
+                                  session=loop.LocalSession(folder=tmp_path, on_epoch=trained.append))
+    assert [row["epoch"] for row in trained] == [3]  # resumed after the checkpoint: epoch 3 only
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"] == whole["history"]
+    (a,), (b,) = whole["done"], resumed["done"]
+    assert a["family"] == family and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert all(math.isfinite(v) for row in whole["history"] for v in row.values())
+
+
+@pytest.mark.parametrize("family", image_families)
+def test_a_family_saves_loads_and_does_what_it_claims(family, digits, tmp_path, one_thread):
+    state = loop.run_in_process(training.family_loop, config(family, digits))
+    save_torch(tmp_path / "model.pt", state["done"][0])
+    model = registry.load(tmp_path / "model.pt")  # weights_only: nothing unpickled
+    assert isinstance(model, Model) and model.family == family
+    x = torch.from_numpy(training.split_inputs(digits, "test", "binary", ZooParams())[:20])
+    if isinstance(model, Density):
+        figures = training.test_figures(model, x.numpy(), samples=5)
+        assert figures["nll_nats"] > 0 and figures["stderr"] > 0 and figures["estimator"] in ("exact", "is-5")
+        assert figures["bits_per_dim"] == pytest.approx(figures["nll_nats"] / (64 * math.log(2)))
+    if isinstance(model, Sampler):
+        drawn = model.sample(7, torch.Generator().manual_seed(1))
+        assert drawn.shape == (7, 64) and torch.equal(drawn, model.sample(7, torch.Generator().manual_seed(1)))
+    if isinstance(model, Encoder):
+        assert model.encode(x).shape == (20, model.code_size) and model.n_inputs == 64
+
+
+@pytest.mark.parametrize("family", list(TINY))
+def test_a_checkpoint_whose_tensors_do_not_match_is_one_line(family, tmp_path):
+    model = registry.build(family, tiny_params(family), (1, 8, 8))
+    checkpoint = model.to_checkpoint()
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name] = torch.zeros(3, 3, 3)
+    save_torch(tmp_path / "bad.pt", checkpoint)
+    with pytest.raises(DulError, match=f"the {family} checkpoint does not match its params"):
+        registry.load(tmp_path / "bad.pt")
+
+
+def test_unknown_family_and_foreign_files_are_one_line(tmp_path):
+    with pytest.raises(DulError, match="unknown model family 'vea'; did you mean 'vae'"):
+        registry.family_class("vea")
+    with pytest.raises(DulError, match="unknown model family 'gan'"):
+        registry.load({"family": "gan", "params": {}, "state_dict": {}})
+    (tmp_path / "pickle.pt").write_bytes(__import__("pickle").dumps(object()))
+    with pytest.raises(DulError, match="is not a"):
+        registry.load(tmp_path / "pickle.pt")
+    save_torch(tmp_path / "ok.pt", registry.build("nade", tiny_params("nade"), (64,)).to_checkpoint())
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "ok.pt").read_bytes()[:200])
+    with pytest.raises(DulError, match=r"cut\.pt is not a readable dul checkpoint \(truncated or damaged\)"):
+        registry.load(tmp_path / "cut.pt")
+
+
+def test_binarization_protocols_are_stated_and_seeded():
+    from components.data.binarize import binarize
+
+    X = np.random.default_rng(0).random((50, 16)).astype(np.float32)
+    fixed = binarize(X, "fixed", 3, "train")
+    assert np.array_equal(fixed, binarize(X, "fixed", 3, "train"))  # the same draw every time
+    assert not np.array_equal(fixed, binarize(X, "fixed", 4, "train"))
+    assert not np.array_equal(fixed, binarize(X, "fixed", 3, "test"))  # each split its own draw
+    assert np.array_equal(binarize(X, "threshold", 0, "train"), (X > 0.5).astype(np.float32))
+    assert abs(fixed.mean() - X.mean()) < 0.03  # E[b] = x
+    with pytest.raises(DulError, match="intensities in \\[0, 1\\]"):
+        binarize(X * 3, "fixed", 0, "train")

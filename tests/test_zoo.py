@@ -28,6 +28,7 @@ TINY = {
     "vae": {"latent": 2, "hidden": [8]},
     "iwae": {"latent": 2, "hidden": [8], "k": 4},
     "nade": {"hidden": 8},
+    "made": {"hidden": [16], "masks": 2, "test_masks": 2},
     "nash": {"bits": 8, "hidden": 16},
 }
 COUNTS = {"nash"}  # families of word counts: they train on a tiny text corpus instead of digits

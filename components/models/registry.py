@@ -30,6 +30,7 @@ FAMILIES = {
     "vae": "components.models.vae:VAE",
     "iwae": "components.models.iwae:IWAE",
     "nade": "components.models.nade:NADE",
+    "made": "components.models.made:MADE",
     "nash": "components.models.nash:NASH",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from components.models.nn import MaskedLinear, degree_mask
+from components.models.nn.masked import MaskedLinear, degree_mask
 
 
 def test_masked_linear_cuts_masked_connections_in_value_and_gradient():

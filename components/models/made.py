@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from components.errors import DulError
 from components.models.base import TrainingParams
 from components.models.nn.rows import flatten, uniforms
-from components.models.nn import MaskedLinear, degree_mask
+from components.models.nn.masked import MaskedLinear, degree_mask
 
 
 class MADE(nn.Module):

@@ -15,17 +15,28 @@ only in their unit types, which live in the hooks below: ``context`` (what a
 row needs besides v, e.g. a document's length), ``hidden_bias`` and
 ``h_activation``/``h_sample`` on the way up, ``v_activation``/``v_sample`` on
 the way down, ``b_h_statistic`` (dF/db_h) and ``check_data``.
+
+``RBM`` (at the end) is the zoo's family "rbm": a BernoulliRBM trained by
+CD-k or PCD with SGD, whose log p(x) = -F(x) - log Z takes log Z from
+annealed importance sampling, as Salakhutdinov & Murray (2008), "On the
+quantitative analysis of deep belief networks" (ICML), measured it
+(components/models/nn/ais.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch.nn import functional as F
 
 from components.errors import DulError
-from components.models.base import TiedLayer
+from components.models.base import TiedLayer, TrainingParams
+from components.models.nn.ais import ais_log_partition, pseudo_log_likelihood, scaled_beta_schedule
 
 
 class BernoulliRBM(TiedLayer):
@@ -365,3 +376,170 @@ def check_visible(v: torch.Tensor, layer: str = "BernoulliRBM") -> None:
     """Bernoulli visible units model data in [0, 1]; anything else is an input error.
     (``BernoulliRBM.check_data``; other unit types have their own ``check_data``.)"""
     BernoulliRBM.check_data(v, layer)
+
+
+class RBM(BernoulliRBM):
+    """The zoo's RBM: D = n_inputs binary visible units, H = hidden binary hidden
+    units, trained by CD-k (or PCD) with SGD and momentum, weight cost on W only.
+
+    log p(x) = -F(x) - log Z, with log Z estimated by AIS from the base-rate
+    model of the training split's pixel means (``fit_inputs``; 1/2 each until
+    then) over ``ais_betas`` intermediate distributions and ``ais_chains``
+    runs, drawn from their own generator (seed ``AIS_SEED``), so the same
+    parameters always get the same log Z. It is computed once and kept until
+    the parameters (or the base rate) change.
+    """
+
+    family: ClassVar[str] = "rbm"
+    label = "RBM"
+    SAMPLE_STEPS: ClassVar[int] = 1000  # Gibbs sweeps per drawn sample
+    AIS_SEED: ClassVar[int] = 0  # the AIS generator's seed: log Z is a function of the parameters
+
+    @dataclasses.dataclass(frozen=True)
+    class Params(TrainingParams):
+        lr: float = 0.05  # SGD's learning rate (the RBM family trains by SGD with momentum, not Adam)
+        hidden: int = 64  # H, binary hidden units (the paper's 500 on MNIST)
+        cd_k: int = 1  # Gibbs steps per contrastive-divergence update (the paper's -86.34 nats: CD-25)
+        persistent: bool = False  # persistent CD (Tieleman 2008): one fantasy chain per batch row, started
+        # from the first batch, kept across updates (and in the checkpoint)
+        momentum: float = 0.5  # SGD momentum
+        weight_decay: float = 0.0002  # L2 weight cost on W (not on the biases)
+        ais_chains: int = 100  # AIS runs for log Z (its estimate and ±3 standard-error bars)
+        ais_betas: int = 14500  # AIS intermediate distributions: Salakhutdinov & Murray's schedule (500, 4000
+        # and 10000 steps in [0, 0.5], [0.5, 0.9] and [0.9, 1]) scaled in proportion to this many
+
+        def validate(self) -> None:
+            self.check_training("rbm")
+            for name, least in (("hidden", 1), ("cd_k", 1), ("ais_chains", 2), ("ais_betas", 3)):
+                if getattr(self, name) < least:
+                    must = "must be positive" if least == 1 else f"must be at least {least}"
+                    raise DulError(f"rbm.{name} is {getattr(self, name)}: {must}")
+            if not 0 <= self.momentum < 1:
+                raise DulError(f"rbm.momentum is {self.momentum}: must be in [0, 1)")
+            if self.weight_decay < 0:
+                raise DulError(f"rbm.weight_decay is {self.weight_decay}: must be 0 or more")
+
+    def __init__(self, n_inputs: int, hidden: int, cd_k: int = 1, persistent: bool = False,
+                 init_std: float = 0.01, ais_chains: int = 100, ais_betas: int = 14500):
+        if cd_k < 1 or ais_chains < 2 or ais_betas < 3:
+            raise DulError(f"an RBM needs cd_k >= 1, ais_chains >= 2 and ais_betas >= 3, "
+                           f"got {cd_k}, {ais_chains} and {ais_betas}")
+        super().__init__(n_inputs, hidden, init_std)
+        self.hyperparameters = {"n_inputs": n_inputs, "hidden": hidden, "cd_k": cd_k, "persistent": persistent,
+                                "init_std": init_std, "ais_chains": ais_chains, "ais_betas": ais_betas}
+        self.cd_k, self.persistent, self.ais_chains, self.ais_betas = cd_k, persistent, ais_chains, ais_betas
+        self.register_buffer("base_rate", torch.full((n_inputs,), 0.5))  # p, the AIS base rate model's means (D,)
+        # PCD's particles (B, D), empty until the first batch. In the state dict: a resumed run continues
+        # the same chain (bitwise, as the loop promises), and a checkpoint can go on training.
+        self.register_buffer("chain", torch.empty(0, n_inputs))
+        self._log_z: tuple[tuple, tuple[float, float, float]] | None = None  # (fingerprint, log_partition())
+
+    @classmethod
+    def from_params(cls, params: "RBM.Params", shape: tuple[int, ...]) -> "RBM":
+        """An RBM for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
+        return cls(n_inputs=math.prod(shape), hidden=params.hidden, cd_k=params.cd_k, persistent=params.persistent,
+                   ais_chains=params.ais_chains, ais_betas=params.ais_betas)
+
+    @torch.no_grad()
+    def fit_inputs(self, X: torch.Tensor) -> None:
+        """Keep the training split's pixel means (N, D) -> (D,): AIS's base rate model and sampling's start."""
+        X = _rows(X, torch.float64)
+        self.check_data(X, "rbm training split")
+        self.base_rate.copy_(X.mean(dim=0))
+
+    def optimizers(self, params: "RBM.Params") -> list[torch.optim.Optimizer]:
+        """SGD with momentum; the weight cost on W only (as the flagship's pretraining)."""
+        groups = [{"params": [self.W], "weight_decay": params.weight_decay},
+                  {"params": [self.b_v, self.b_h], "weight_decay": 0.0}]
+        return [torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum)]
+
+    def training_step(self, x: torch.Tensor, optimizers: Sequence[torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        """One SGD step on the CD-k (or PCD) gradient of the batch x (B, D). The loss logged is
+        the squared error of the mean-field reconstruction E[v | E[h | x]] per item, before the step."""
+        (optimizer,) = optimizers
+        v = _rows(x, self.W.dtype)  # (B, D)
+        optimizer.zero_grad(set_to_none=True)
+        self.cd_gradients(v, self.cd_k, chain=self._particles(v) if self.persistent else None)
+        with torch.no_grad():
+            loss = (v - self.v_mean(self.last_h_pos)).square().sum(dim=1).mean()
+        optimizer.step()
+        return {"loss": loss}
+
+    def _particles(self, v: torch.Tensor) -> torch.Tensor:
+        """PCD's chain, (re)started from the batch v (B, D) when it has none."""
+        if len(self.chain) == 0:
+            self.chain = v.detach().clone()
+        return self.chain
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        chain = state_dict.get(prefix + "chain")
+        if isinstance(chain, torch.Tensor) and chain.ndim == 2 and chain.shape[1] == self.W.shape[0]:
+            self.chain = self.chain.new_empty(chain.shape)  # the particles' number is the batch's, not fixed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _fingerprint(self) -> tuple:
+        """Changes whenever W, b_v, b_h or the base rate do: an optimizer step or load_state_dict
+        bumps the version counters, .to() moves the storage, and the sums catch edits through .data."""
+        return tuple((t.device, t.dtype, t.data_ptr(), t._version, float(t.detach().sum()))
+                     for t in (self.W, self.b_v, self.b_h, self.base_rate))
+
+    def log_partition(self) -> tuple[float, float, float]:
+        """(log Z, lower, upper) by AIS (the bars: log(m -+ 3 s) of the importance weights), cached."""
+        key = self._fingerprint()
+        if self._log_z is None or self._log_z[0] != key:
+            estimate = ais_log_partition(self, base_rate=self.base_rate, n_chains=self.ais_chains,
+                                         betas=scaled_beta_schedule(self.ais_betas), seed=self.AIS_SEED)
+            self._log_z = (key, estimate)
+        return self._log_z[1]
+
+    @torch.no_grad()
+    def log_prob(self, x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+        """log p(x) = -F(x) - log Z in nats, x (B, D) -> (B,) float64; log Z by AIS; ``samples`` is ignored."""
+        W, b_v, b_h = (p.detach().to(torch.float64) for p in (self.W, self.b_v, self.b_h))
+        v = _rows(x, torch.float64).to(W.device)  # (B, D)
+        return (v @ b_v) + F.softplus(v @ W + b_h).sum(dim=1) - self.log_partition()[0]
+
+    def estimator(self, samples: int) -> str:
+        return "ais"
+
+    @torch.no_grad()
+    def validation_figures(self, x: torch.Tensor) -> dict[str, float]:
+        """The loop's figure after every epoch: the pseudo-negative-log-likelihood (one
+        flipped bit per item, no partition function); AIS runs once, for the test figures."""
+        return {"valid_pseudo_nll": -pseudo_log_likelihood(self, _rows(x, torch.float64))}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n independent Gibbs chains, v_0 ~ Bernoulli(base rate), each SAMPLE_STEPS sweeps
+        h ~ p(h | v), v ~ p(v | h); returns E[v | h] of the last sweep, (n, D) in [0, 1]. The
+        uniforms come from ``generator`` (on its own device), else the global RNG."""
+        (D, H), dtype = self.W.shape, self.W.dtype
+        v = (_uniforms(n, D, generator, self.W) < self.base_rate).to(dtype)  # (n, D)
+        for step in range(self.SAMPLE_STEPS):
+            h = (_uniforms(n, H, generator, self.W) < self.h_mean(v)).to(dtype)  # (n, H)
+            mean = self.v_mean(h)  # (n, D)
+            if step < self.SAMPLE_STEPS - 1:
+                v = (_uniforms(n, D, generator, self.W) < mean).to(dtype)
+        return mean
+
+    def to_checkpoint(self) -> dict:
+        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "RBM":
+        model = cls(**checkpoint["params"])
+        model.load_state_dict(checkpoint["state_dict"])
+        return model
+
+
+# The zoo families' row helpers (components/models/nn/rows.py), written out here: the flagship's
+# stages import this file, and should not go stale when a shared layer of the zoo changes.
+def _rows(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Items as rows: (B, D) or (B, C, H, W) -> (B, D), in ``dtype``."""
+    return x.reshape(len(x), -1).to(dtype)
+
+
+def _uniforms(n: int, D: int, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) draws (n, D) from ``generator`` (made on its device), moved to ``like``'s device and dtype."""
+    device = generator.device if generator is not None else like.device
+    return torch.rand(n, D, generator=generator, device=device, dtype=like.dtype).to(like.device)

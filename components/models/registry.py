@@ -32,6 +32,7 @@ FAMILIES = {
     "nade": "components.models.nade:NADE",
     "made": "components.models.made:MADE",
     "nash": "components.models.nash:NASH",
+    "rbm": "components.models.rbm:RBM",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

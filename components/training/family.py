@@ -85,9 +85,14 @@ class FamilyUnit:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Every worker's figure on the whole validation split: the family's own
+        ``validation_figures`` where its density is costly (an RBM's needs AIS), else
+        the NLL by ``log_prob(x, samples=1)`` (exact, or a one-sample bound)."""
+        self.model.eval()
+        if hasattr(self.model, "validation_figures"):
+            return self.model.validation_figures(self.valid)
         if not isinstance(self.model, Density):
             return {}
-        self.model.eval()
         return {"valid_nll": -float(torch.cat([self.model.log_prob(x, samples=1) for x in self.valid.split(500)])
                                     .double().mean())}
 

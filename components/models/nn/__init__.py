@@ -1,5 +1,4 @@
-"""Layers shared by the model families: masked linear layers (MADE, PixelCNN)."""
-
-from components.models.nn.masked import MaskedLinear, degree_mask
-
-__all__ = ["MaskedLinear", "degree_mask"]
+"""What the model families share, one module each: masked linear layers (MADE,
+PixelCNN: ``masked``), the Gaussian-latent model (VAE, IWAE: ``gaussian_latent``),
+annealed importance sampling for energy models (``ais``), rows and draws
+(``rows``). Import each from its module: a family depends on what it uses."""

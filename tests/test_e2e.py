@@ -152,10 +152,12 @@ def test_misspelled_param_fails_the_stage_with_one_line(repo_copy, repro):
 @pytest.mark.ray
 def test_outputs_dvc_removed_before_a_failed_stage_come_back_with_dvc_checkout(repo_copy, repro):
     """DVC deletes a stage's outputs before running it, so a failed stage leaves none;
-    the previous ones are in DVC's cache: `dvc checkout` restores them (README says so)."""
+    the previous ones are in DVC's cache: `dvc checkout` restores them (README says so;
+    metrics and plots with `cache: false` come back from git, where they are committed)."""
     params = repo_copy / "params.yaml"
     original = params.read_text()
     before = {p.name: p.read_bytes() for p in (repo_copy / "data/prepared").iterdir()}
+    stale_before = stale_stages(repo_copy)  # (an earlier test's failed stage may have left one)
     try:
         params.write_text(original.replace("ingest:\n  dataset: digits", "ingest:\n  dataset: mnsit"))
         failed = sh(str(BIN / "dvc"), "repro", cwd=repo_copy, env=user_env(), check=False)
@@ -165,7 +167,7 @@ def test_outputs_dvc_removed_before_a_failed_stage_come_back_with_dvc_checkout(r
         params.write_text(original)
     sh(str(BIN / "dvc"), "checkout", cwd=repo_copy, env=user_env())
     assert {p.name: p.read_bytes() for p in (repo_copy / "data/prepared").iterdir()} == before
-    assert stale_stages(repo_copy) == set()
+    assert stale_stages(repo_copy) == stale_before
 
 
 @pytest.mark.ray

@@ -139,6 +139,7 @@ def test_worker_killed_inside_a_layer_resumes_there_and_ends_bitwise_equal(digit
     assert (workdir / "a" / "stack.pt").read_bytes() == (workdir / "b" / "stack.pt").read_bytes()
 
 
+@pytest.mark.slow
 def test_worker_killed_at_a_layer_boundary_starts_the_next_layer(digits, workdir, ray_instance, capfd):
     params = pretrain(hidden=[16, 8], epochs=4, max_failures=2)
     reference = pretrain_stack(digits, params, key="boundary-reference")
@@ -149,6 +150,7 @@ def test_worker_killed_at_a_layer_boundary_starts_the_next_layer(digits, workdir
     same_layers(resumed, reference)
 
 
+@pytest.mark.slow
 def test_finetune_worker_killed_resumes_and_ends_bitwise_equal(digits, workdir, ray_instance, capfd):
     stack = pretrain_stack(digits, pretrain(hidden=[16, 4], epochs=2), key="for-finetune")
     save_torch(workdir / "stack.pt", {"layers": stack["layers"]})

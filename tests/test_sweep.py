@@ -2,8 +2,10 @@
 (ASHA, a trial that crashes, MLflow parent and child runs, best.yaml, --resume)."""
 
 import math
+import os
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -228,3 +230,54 @@ def test_best_yaml_is_tracked_by_dvc_in_a_dvc_repository(tmp_path, monkeypatch):
     assert sweeps.track_with_dvc("sweeps/best.yaml") == "tracked by DVC: sweeps/best.yaml.dvc"
     assert "md5:" in (tmp_path / "sweeps" / "best.yaml.dvc").read_text()
     assert "/best.yaml" in (tmp_path / "sweeps" / ".gitignore").read_text()
+
+
+SWEEP_RUN = """
+import sys
+from components.training import sweep
+sys.exit(sweep.run("params.yaml", sys.argv[1], resume=sys.argv[2] == "resume"))
+"""
+
+
+def sweep_params(folder, name: str) -> None:
+    write_params(folder, {
+        "pretrain": {"hidden": [24, 6], "epochs": 6, "cpus_per_worker": 1, "max_failures": 2},
+        "finetune": {"epochs": 8, "cpus_per_worker": 1, "max_failures": 2},
+        "sweep": {"name": name, "search": "grid", "num_samples": 1, "max_concurrent": 1, "scheduler": "fifo",
+                  "seed": 0, "space": {"finetune.lr": {"grid": [0.001, 0.003]}}},
+    })
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_sweep_killed_mid_trial_resumes_to_the_same_result(tmp_path):
+    """`dul sweep` killed (its whole process tree) while a trial trains; `dul sweep --resume`
+    finishes it, and the result is the undisturbed sweep's, to the last bit."""
+    from tests.test_recovery import kill_tree
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "DUL_", "MLFLOW_"))}
+    env["PYTHONPATH"] = str(REPO)
+    results = {}
+    for name in ("reference", "killed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        ingest("digits", folder / "data/prepared")
+        sweep_params(folder, "s")
+        if name == "killed":
+            process = subprocess.Popen([sys.executable, "-c", SWEEP_RUN, "sweeps/best.yaml", "new"], cwd=folder,
+                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 600
+            while not list(folder.glob("ray_results/**/finetune-*/checkpoint_*")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            kill_tree(process)
+            assert not (folder / "sweeps/best.yaml").exists(), "the sweep finished before the kill"
+        mode = "resume" if name == "killed" else "new"
+        done = subprocess.run([sys.executable, "-c", SWEEP_RUN, "sweeps/best.yaml", mode], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("dul").experiment_id])
+        (parent,) = [r for r in runs if r.info.run_name == "sweep s"]
+        results[name] = (yaml.safe_load((folder / "sweeps/best.yaml").read_text()),
+                         parent.data.metrics["best_valid_squared_error"])
+    assert results["killed"] == results["reference"]  # the same trial won, with the same float

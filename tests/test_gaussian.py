@@ -21,7 +21,7 @@ from components.models.rbm_gaussian import GaussianBernoulliRBM
 from components.models.stack import layer_from_state, layer_state
 from components.models.standardise import Standardise, feature_statistics
 from components.tracking.model_code import DulModel
-from components.training import finetune, loop, pretrain, runtime
+from components.training import finetune, loop, pretrain
 from pipelines import evaluate
 
 

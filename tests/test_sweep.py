@@ -239,7 +239,7 @@ sys.exit(sweep.run("params.yaml", sys.argv[1], resume=sys.argv[2] == "resume"))
 """
 
 
-def sweep_params(folder, name: str) -> None:
+def write_sweep_params(folder, name: str) -> None:
     write_params(folder, {
         "pretrain": {"hidden": [24, 6], "epochs": 6, "cpus_per_worker": 1, "max_failures": 2},
         "finetune": {"epochs": 8, "cpus_per_worker": 1, "max_failures": 2},
@@ -262,7 +262,7 @@ def test_a_sweep_killed_mid_trial_resumes_to_the_same_result(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         ingest("digits", folder / "data/prepared")
-        sweep_params(folder, "s")
+        write_sweep_params(folder, "s")
         if name == "killed":
             process = subprocess.Popen([sys.executable, "-c", SWEEP_RUN, "sweeps/best.yaml", "new"], cwd=folder,
                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

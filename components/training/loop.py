@@ -211,7 +211,7 @@ def worker_session(config: dict) -> Session:
     ``run_in_process`` passes, or (importing Ray only then) this Ray Train worker's."""
     if config.get("session") is not None:
         return config["session"]
-    from components.training.runtime import RaySession
+    from components.training.ray_worker import RaySession
 
     return RaySession(config)
 

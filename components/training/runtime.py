@@ -29,28 +29,27 @@ import io
 import logging
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ray
 import ray.train
 import torch
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2.api import data_parallel_trainer as ray_trainer_module
+from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer  # TorchTrainer's base, no torch backend
 
 from components.codehash import code_key
 from components.config import RayParams
 from components.errors import DulError
-from components.training.loop import seed_for  # noqa: F401  (re-exported: runtime.seed_for)
-from components.training.progress import progress_bar, publish
+from components.training.ray_worker import STATE_FILE, RaySession  # noqa: F401 (RaySession: the worker side)
+from components.training.inputs import share_inputs
+from components.training.progress import progress_bar
 
-STATE_FILE = "state.pt"
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -194,7 +193,7 @@ def fit(loop_function: Callable[[dict], None], config: dict, *, name: str, param
         check_resources(params, section, local=not os.environ.get("RAY_ADDRESS"))
         _single_node_settings()
         with progress_bar(total_steps, desc) as channel:
-            config = share_inputs(config, name)
+            config = share_inputs(config, name, storage_path())
             trainer_class = TorchTrainer if params.num_workers > 1 or params.use_gpu else DataParallelTrainer
             trainer = trainer_class(
                 loop_function,
@@ -232,9 +231,6 @@ def deterministic_errors_not_retried() -> Iterator[None]:
         ray_trainer_module.create_failure_policy = original
 
 
-from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy  # noqa: E402
-
-
 class DulFailurePolicy(DefaultFailurePolicy):
     """Ray Train's default policy, except that a worker group failure caused by a
     ``DulError`` in any worker is raised instead of retried."""
@@ -265,191 +261,3 @@ def _unwrap(err: Exception) -> Exception:
 def _first_line(err: BaseException) -> str:
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(err).__name__
-
-
-# ---- inputs every node can read --------------------------------------------------
-
-INPUTS = ("data_dir", "stack_path")  # the config keys that are paths on the driver's machine
-COMPLETE = ".complete"
-
-
-def share_inputs(config: dict, name: str) -> dict:
-    """On a cluster of several nodes, or with storage other than a local folder
-    (``DUL_RAY_STORAGE=s3://...``), or with ``DUL_SHARE_INPUTS=1``: copy the
-    run's inputs into its storage folder once (``<storage>/<run>/inputs/<key>``)
-    and hand the workers those locations instead of the driver's paths; each
-    node fetches them once into a local cache (``localize``). On one node with
-    local storage the workers read the driver's files."""
-    alive = sum(1 for node in ray.nodes() if node.get("Alive"))
-    if alive <= 1 and "://" not in storage_path() and os.environ.get("DUL_SHARE_INPUTS", "") in ("", "0"):
-        return config
-    shared = {key: _upload(Path(config[key]), f"{storage_path()}/{name}/inputs/{key}") for key in INPUTS
-              if key in config}
-    return {**{k: v for k, v in config.items() if k not in shared}, "inputs": shared}
-
-
-def _filesystem(location: str):
-    import pyarrow.fs as pafs
-
-    if "://" in location:
-        return pafs.FileSystem.from_uri(location)
-    return pafs.LocalFileSystem(), location
-
-
-def _upload(local: Path, location: str) -> str:
-    """``local`` (a file or a folder) copied to ``location`` unless it is there whole
-    already (a relaunch); the location of the copy of ``local`` itself."""
-    import pyarrow.fs as pafs
-
-    fs, base = _filesystem(location)
-    marker = f"{base}/{COMPLETE}"
-    if fs.get_file_info(marker).type == pafs.FileType.NotFound:
-        fs.create_dir(base, recursive=True)
-        destination = f"{base}/{local.name}"
-        if local.is_dir():
-            fs.create_dir(destination, recursive=True)
-        pafs.copy_files(str(local.resolve()), destination, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=fs)
-        with fs.open_output_stream(marker) as out:  # written last: a cut-off upload is redone
-            out.write(b"complete\n")
-    return f"{location}/{local.name}"
-
-
-def localize(config: dict) -> dict:
-    """In a worker: ``config`` with each shared input fetched into this node's cache
-    (once per node and run: workers on a node take turns through a rename) and
-    its local path in place of the storage location."""
-    for key, location in (config.pop("inputs", None) or {}).items():
-        config[key] = str(_fetch(location))
-    return config
-
-
-def _fetch(location: str) -> Path:
-    import hashlib
-
-    import pyarrow.fs as pafs
-
-    cache = Path(tempfile.gettempdir()) / "dul-inputs" / hashlib.sha256(location.encode()).hexdigest()[:16]
-    name = location.rstrip("/").rsplit("/", 1)[-1]
-    if not (cache / COMPLETE).exists():
-        fs, path = _filesystem(location)
-        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=_made(cache.parent)))
-        if fs.get_file_info(path).type == pafs.FileType.Directory:
-            (staging / name).mkdir()
-        pafs.copy_files(path, str(staging / name), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        (staging / COMPLETE).write_text("complete\n")
-        with contextlib.suppress(OSError):  # another worker of this node was first: keep its copy
-            os.replace(staging, cache)
-        shutil.rmtree(staging, ignore_errors=True)
-    return cache / name
-
-
-def _made(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-# ---- worker side -------------------------------------------------------------
-
-
-class RaySession:
-    """``loop.Session`` in a Ray Train worker: rank, world and device from Ray
-    Train; checkpoints reported to it (rank 0 attaches the state); progress on
-    the driver's queue. ``restore`` takes the newest complete checkpoint of
-    the run, from Ray Train or from the run's storage."""
-
-    def __init__(self, config: dict):
-        localize(config)  # shared inputs: this node's copies, in place of the storage locations
-        torch.set_num_threads(int(config["cpus_per_worker"]))
-        context = ray.train.get_context()
-        self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        self.device = ray.train.torch.get_device()
-        self.channel = config.get("progress")
-
-    def restore(self) -> dict | None:
-        state = newest_state(_given_checkpoint(), _stored_checkpoints())
-        if self.world > 1:  # every rank starts from what rank 0 found
-            box = [state]
-            torch.distributed.broadcast_object_list(box, src=0)
-            state = box[0]
-        return state
-
-    def save(self, state: dict, row: dict) -> None:
-        """Every rank reports; rank 0 attaches the checkpoint holding ``state``."""
-        with tempfile.TemporaryDirectory() as folder:
-            checkpoint = None
-            if self.rank == 0:
-                torch.save(state, Path(folder) / STATE_FILE)
-                checkpoint = Checkpoint.from_directory(folder)
-            ray.train.report(_plain(row), checkpoint=checkpoint)
-
-    def all_reduce_mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Average per-worker figures across the worker group (identity for one worker)."""
-        if self.world == 1:
-            return values
-        keys = sorted(values)
-        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(tensor)
-        return {k: float(v) / self.world for k, v in zip(keys, tensor)}
-
-    def all_reduce_gradients(self, parameters: Iterable[torch.Tensor]) -> None:
-        if self.world == 1:
-            return
-        for parameter in parameters:
-            if parameter.grad is not None:
-                torch.distributed.all_reduce(parameter.grad)
-                parameter.grad.div_(self.world)
-
-    def publish(self, **event) -> None:
-        if self.rank == 0:
-            publish(self.channel, **event)
-
-
-def _plain(row: dict) -> dict:
-    return {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool))}
-
-
-def _given_checkpoint() -> dict | None:
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        return _load_state(Path(folder) / STATE_FILE)
-
-
-def _stored_checkpoints() -> Iterator[dict]:
-    """The states in the run's storage, newest first: after a kill, the newest may
-    be one the controller never registered (its upload finished, its report did not)."""
-    try:
-        storage = ray.train.get_context().get_storage()
-        fs, root = storage.storage_filesystem, storage.experiment_fs_path
-        import pyarrow.fs as pafs
-
-        entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    except Exception:  # noqa: BLE001 (no storage context, e.g. Ray Train's local mode)
-        return
-    folders = sorted((e.path for e in entries if e.type == pafs.FileType.Directory
-                      and e.base_name.startswith("checkpoint_")), reverse=True)
-    for folder in folders:
-        with contextlib.suppress(Exception):  # an upload cut short: not a checkpoint
-            with fs.open_input_file(f"{folder}/{STATE_FILE}") as handle:
-                yield torch.load(io.BytesIO(handle.read()), weights_only=True, map_location="cpu")
-
-
-def _load_state(path: Path) -> dict | None:
-    try:
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except Exception:  # noqa: BLE001 (truncated or missing)
-        return None
-
-
-def newest_state(*sources) -> dict | None:
-    """The state with the most finished epochs among ``sources`` (a state or None, or
-    an iterable of states); the first such on a tie."""
-    best = None
-    for source in sources:
-        for state in ([source] if source is None or isinstance(source, dict) else source):
-            if state is not None and (best is None or len(state["history"]) > len(best["history"])):
-                best = state
-    return best
-

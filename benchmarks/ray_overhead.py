@@ -32,7 +32,7 @@ from pathlib import Path
 import ray
 import torch
 
-from components.config import as_dict, parse_section
+from components.config import parse_section
 from components.data import ingest, read_card
 from components.training import runtime
 from components.training.finetune import finetune_loop
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     pretrain = {"data_dir": str(work / "data"), "params": resolved(PRETRAIN, read_card(work / "data"))}
     state = runtime.fit(timed, {**pretrain, "loop": "pretrain", "timing": str(work / "t.json")},
                         name="stack", params=PRETRAIN, total_steps=2, desc="pretrain")
-    torch.save({"layers": state["layers"]}, work / "stack.pt")
+    torch.save({"layers": state["done"]}, work / "stack.pt")
     configs = {"pretrain": (pretrain, PRETRAIN),
                "finetune": ({"data_dir": str(work / "data"), "stack_path": str(work / "stack.pt"),
-                             "params": as_dict(FINETUNE)}, FINETUNE)}
+                             "params": FINETUNE}, FINETUNE)}
     wall: dict[str, list[float]] = {stage: [] for stage in configs}
     loop: dict[str, list[float]] = {stage: [] for stage in configs}
     before: dict[str, list[float]] = {stage: [] for stage in configs}

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     X_test, y_test = read_split(args.data, "test")
     X_valid, y_valid = read_split(args.data, "validation")
     data = torch.from_numpy(X_train)
-    params = {"hidden": [500, 500, 0], "code_units": "binary", "init_std": 0.01, "lr": 0.1, "lr_code": 0.001,
+    # hidden[2], the code size, is set per run below (1 here: the params need a valid size)
+    params = {"hidden": [500, 500, 1], "code_units": "binary", "init_std": 0.01, "lr": 0.1, "lr_code": 0.001,
               "lr_layers": [args.lr_poisson, 0.1, 0.1], "weight_decay": 0.0002, "momentum_initial": 0.5,
               "visible_units": "poisson"}
     start = time.perf_counter()

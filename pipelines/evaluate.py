@@ -17,21 +17,28 @@ hidden unit's top words, the documents' and their reconstructions' top words,
 the top words of the DBN's sampled rates). Both: a 2-D map of the test codes next to 2-D PCA of
 the data (the paper's Figs. 3 and 4) and the learning curves. Writes
 reports/evaluate/metrics.json (DVC metrics) and the figures beside it.
+
+Word counts are never held as a dense (N, V) matrix: the splits are read as
+the sparse counts they are stored as, the codes are encoded in batches
+straight from the test split's file, and the perplexities and the data's
+PCA map are computed a block of rows at a time (the same figures, bit for
+bit). Images are small and PCA needs them dense: they are read whole.
 """
 
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from components import tracking
 from components.config import EvaluateParams, as_dict
 from components.data import read_card, read_split
-from components.data.text import read_vocabulary
-from components.evaluation import (autoencoder_reconstruct, encode, filters_figure, learning_curves_figure,
+from components.data.text import read_bow_split, read_vocabulary
+from components.evaluation import (autoencoder_reconstruct, encode_split, filters_figure, learning_curves_figure,
                                    pca_reconstruct, reconstruction_figure, squared_error)
 from components.evaluation.ais import ais_log_partition, log_likelihood, pseudo_log_likelihood
-from components.evaluation.documents import autoencoder_perplexity, unigram_perplexity
+from components.evaluation.documents import autoencoder_perplexity, counts_map, mean_length, unigram_perplexity
 from components.evaluation.maps import maps_figure, project_2d
 from components.evaluation.samples import samples_figure
 from components.evaluation.words import top_words, word_table_figure
@@ -59,16 +66,21 @@ def work(params: EvaluateParams) -> None:
             raise DulError(f"evaluate: {MODEL} holds a {model.family} model; evaluate measures an autoencoder's "
                            "reconstructions and codes (zoo families are measured by their train@ stages)")
         stack = registry.read_checkpoint(STACK)
-        X_train, _ = read_split(DATA, "train")
-        X_test, y_test = read_split(DATA, "test")
-        if card.get("kind") == "bow":
+        if card.get("kind") == "bow":  # sparse counts (N, V)
+            X_train, _, _ = read_bow_split(DATA / "train.parquet")
+            X_test, y_test, _ = read_bow_split(DATA / "test.parquet")
             metrics, figures = _documents(model, stack, X_train, X_test, read_vocabulary(DATA / "train.parquet"), params)
+            data_map = counts_map(X_test)
         else:
+            X_train, _ = read_split(DATA, "train")
+            X_test, y_test = read_split(DATA, "test")
             metrics, figures = _images(model, stack, X_train, X_test, y_test, card, params)
-        metrics |= {"code_size": model.code_size, "n_test": len(X_test)}
+            data_map = project_2d(X_test)
+        del X_train, X_test
+        metrics |= {"code_size": model.code_size, "n_test": len(y_test)}
         write_json(REPORTS / "metrics.json", metrics)
         maps = {f"autoencoder codes ({model.code_size} units{', PCA to 2-D' if model.code_size > 2 else ''})":
-                project_2d(encode(model, X_test)), "PCA of the data (2 components)": project_2d(X_test)}
+                project_2d(encode_split(model, DATA / "test.parquet")), "PCA of the data (2 components)": data_map}
         maps_figure(REPORTS / "codes_2d.png", maps, y_test, card.get("label_names"))
         learning_curves_figure(REPORTS / "learning_curves.png", read_csv(CURVES["pretrain"]), read_csv(CURVES["finetune"]))
         mlrun.log_metrics(metrics)
@@ -78,9 +90,11 @@ def work(params: EvaluateParams) -> None:
 
 
 def _documents(model, stack, X_train, X_test, vocabulary, params) -> tuple[dict, list[str]]:
-    shown = np.arange(min(params.n_images, len(X_test)))
-    recon = autoencoder_reconstruct(model, X_test[shown])
-    word_table_figure(REPORTS / "reconstructions.png", {"test document's top words": top_words(X_test[shown], vocabulary),
+    """The figures of counts X_train, X_test (N, V), dense or sparse: densified only a batch at a time."""
+    shown = X_test[:min(params.n_images, X_test.shape[0])]
+    shown = shown.toarray().astype(np.float32) if scipy.sparse.issparse(shown) else shown  # (n, V)
+    recon = autoencoder_reconstruct(model, shown)
+    word_table_figure(REPORTS / "reconstructions.png", {"test document's top words": top_words(shown, vocabulary),
                       "its reconstruction's top words": top_words(recon, vocabulary)},
                       "Test documents and their reconstructions (most frequent / most expected words)")
     W = stack["layers"][0]["W"].numpy()  # (V, H)
@@ -101,7 +115,7 @@ def _document_samples(stack, X_train, vocabulary) -> list[str]:
     generator = torch.Generator().manual_seed(0)
     hidden = DeepBeliefNet(layers[1:]).sample(SAMPLES, GIBBS_STEPS, generator)  # (n, H1) means
     states = (torch.rand(hidden.shape, generator=generator) < hidden).float()
-    length = torch.full((SAMPLES, 1), float(X_train.sum(axis=1).mean()))
+    length = torch.full((SAMPLES, 1), mean_length(X_train))
     with torch.no_grad():
         rates = layers[0].v_mean(states, length)
     return top_words(rates.numpy(), vocabulary)

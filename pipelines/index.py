@@ -31,6 +31,13 @@ precision@k and the mean query time of each (``search/*`` metrics).
 Registers index/search in the MLflow model registry as dul-index, a model
 from raw query vectors to their k nearest items' ids and Hamming distances
 (the champion alias moves to it if its precision@k is higher).
+
+Word counts are never held as a dense (N, V) matrix: every split is encoded
+in batches straight from its Parquet file, and the counts are read as the
+sparse (CSR) matrices they are stored as for what needs a whole split (the
+TF-IDF, LSA and LSH baselines, the search folder's TF-IDF rows); the TF-IDF
+cosine ranking densifies a block of database rows at a time. Images are
+small: they are read whole, as PCA needs them.
 """
 
 from pathlib import Path
@@ -41,8 +48,8 @@ import scipy.sparse
 from components import tracking
 from components.config import IndexParams, as_dict
 from components.data import SPLITS, item_shape, read_card, read_ids, read_split
-from components.data.text import read_bow_split, read_titles, read_vocabulary
-from components.evaluation import encode, precision_recall_figure
+from components.data.text import read_bow_split, read_doc_ids, read_titles, read_vocabulary
+from components.evaluation import encode_split, precision_recall_figure
 from components.io import atomic_paths, file_md5, write_csv, write_json
 from components.errors import DulError
 from components.models import registry
@@ -65,9 +72,9 @@ def work(params: IndexParams) -> None:
     card = read_card(DATA)
     model = encoder(params.model, card)
     with tracking.stage_run("index", as_dict(params), deps=[DATA, params.model]) as mlrun:
-        data = {split: read_split(DATA, split) for split in SPLITS}
+        data = {split: _read(card, split) for split in SPLITS}
         with one_thread():  # the same codes whatever the machine's load (float32 sums by thread count)
-            codes = {split: encode(model, X) for split, (X, _) in data.items()}
+            codes = {split: encode_split(model, DATA / f"{split}.parquet") for split in SPLITS}
         thresholds = fit_thresholds(codes["train"])
         bits = {split: binarize(c, thresholds) for split, c in codes.items()}
         queries = _queries(params, len(data["test"][1]))
@@ -112,6 +119,15 @@ def item_features(card: dict) -> int:
     return int(np.prod(item_shape(card, DATA)))
 
 
+def _read(card: dict, split: str) -> tuple:
+    """(X, y) of a split: word counts as the CSR int32 (N, V) matrix they are stored as (never
+    dense), images as ``read_split``'s dense float32 (N, D); labels int64 (N,)."""
+    if card.get("kind") == "bow":
+        counts, labels, _ = read_bow_split(DATA / f"{split}.parquet")
+        return counts, labels
+    return read_split(DATA, split)
+
+
 def _queries(params: IndexParams, n_test: int) -> np.ndarray:
     """The test items that query (a seeded sample of index.max_queries; 0: all), ascending."""
     order = np.random.default_rng(0).permutation(n_test)
@@ -134,10 +150,9 @@ def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits:
     search metrics of the test queries."""
     labels = {split: data[split][1] for split in SPLITS}
     if card.get("kind") == "bow":
-        parts = {split: read_bow_split(DATA / f"{split}.parquet") for split in SPLITS}
-        ids = [i for split in SPLITS for i in parts[split][2]]
+        ids = [i for split in SPLITS for i in read_doc_ids(DATA / f"{split}.parquet")]
         titles = [t for split in SPLITS for t in read_titles(DATA / f"{split}.parquet")]
-        text = {"counts": scipy.sparse.vstack([parts[s][0] for s in SPLITS]).tocsr(),
+        text = {"counts": scipy.sparse.vstack([data[s][0] for s in SPLITS]).tocsr(),
                 "vocabulary": read_vocabulary(DATA / "train.parquet")}
     else:
         ids = [f"{split}/{i}" for split in SPLITS for i in read_ids(DATA, split)]

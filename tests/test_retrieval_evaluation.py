@@ -64,6 +64,8 @@ def test_bad_cutoffs_and_metric():
         retrieval_curves(x, x, labels, labels, "hamming", np.array([3]))
     with pytest.raises(ValueError, match="metric"):
         retrieval_curves(x, x, labels, labels, "euclid")
+    with pytest.raises(ValueError, match="packed uint8 codes"):
+        retrieval_curves(x, scipy.sparse.csr_matrix(x), labels, labels, "hamming")
 
 
 def test_baselines_separate_two_topics():
@@ -74,7 +76,10 @@ def test_baselines_separate_two_topics():
     train, test = tfidf(counts[::2], counts[1::2])
     labels_train, labels_test = label_matrix(topic[::2]), label_matrix(topic[1::2])
     cut = np.array([10])
-    assert retrieval_curves(test.toarray(), train.toarray(), labels_test, labels_train, "cosine", cut)["precision"][0] > 0.9
+    dense = retrieval_curves(test.toarray(), train.toarray(), labels_test, labels_train, "cosine")
+    assert dense["precision"][list(dense["cutoff"]).index(10)] > 0.9
+    sparse = retrieval_curves(test, train, labels_test, labels_train, "cosine")  # the TF-IDF rows as they are
+    assert all(np.array_equal(sparse[key], dense[key]) for key in dense)
     z_train, z_test = lsa(train, test, dimensions=2)
     assert z_train.shape == (40, 2)
     assert retrieval_curves(z_test, z_train, labels_test, labels_train, "cosine", cut)["precision"][0] > 0.9

@@ -310,3 +310,35 @@ def should_stream(setting: bool | str, data_dir: str | os.PathLike, splits: Iter
         return bool(setting)
     size = sum(SplitFile(_split_path(data_dir, split)).dense_bytes() for split in splits)
     return size > (memory_budget() if budget is None else budget)
+
+
+def dense_chunks(path: str | os.PathLike, sizes: Iterable[int],
+                 device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """A split's rows in file order, as dense float32 (n, D) tensors of ``sizes`` rows each:
+    the slices of ``read_split``'s X, bit for bit, without ever holding it. Rows are read a
+    row group at a time (compact) and densified one chunk at a time; ``sizes`` may stop
+    before the end of the split, not run past it (a DulError naming the file)."""
+    split, device = SplitFile(path), torch.device(device)
+    groups = iter(range(len(split.group_rows)))
+    pending, held = [], 0
+    for size in sizes:
+        while held < size:
+            group = next(groups, None)
+            if group is None:
+                raise DulError(f"{path}: asked for more rows than its {split.n_rows}")
+            pending.append(split.rows(group))
+            held += pending[-1].shape[0]
+        if size == 0:
+            yield torch.zeros((0, split.n_features), dtype=torch.float32, device=device)
+            continue
+        block = split.concat(pending)
+        if split.bow:  # float32 counts densified directly: no int32 dense copy on the way
+            yield torch.from_numpy(block[:size].astype(np.float32).toarray()).to(device)
+        else:
+            yield split.dense(block[:size], device)
+        pending, held = [block[size:]], held - size
+
+
+def chunk_sizes(n_rows: int, size: int) -> list[int]:
+    """``size`` rows at a time, the last chunk smaller: ``range(0, n_rows, size)``'s slices."""
+    return [size] * (n_rows // size) + ([n_rows % size] if n_rows % size else [])

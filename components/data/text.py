@@ -247,3 +247,8 @@ def _list_column(table: pa.Table, name: str, path) -> tuple[np.ndarray, np.ndarr
         raise DulError(f"{path}: column '{name}' holds nulls; write the split again")
     offsets = array.offsets.to_numpy().astype(np.int64)
     return offsets - offsets[0], values.to_numpy()
+
+
+def read_doc_ids(path: str | os.PathLike) -> list[str]:
+    """Each document's id, in row order (the ``id`` column alone: no counts read)."""
+    return _read(path, ["id"]).column("id").to_pylist()

@@ -42,9 +42,29 @@ def autoencoder_reconstruct(model: DeepAutoencoder, X: np.ndarray, batch_size: i
 
 @torch.no_grad()
 def encode(model: DeepAutoencoder, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """The codes (N, C) of X (N, D), in ``batch_sizes(N, batch_size)`` batches."""
     model.eval()
     return np.concatenate([model.encode(torch.from_numpy(x)).numpy()
                            for x in np.array_split(X, max(1, len(X) // batch_size))])
+
+
+@torch.no_grad()
+def encode_split(model: DeepAutoencoder, path: str | Path, batch_size: int = 1000) -> np.ndarray:
+    """``encode(model, read_split's X)`` for the split file at ``path``, streamed from it: the
+    same batches, so the same bits, and never more of the split dense than one batch."""
+    from components.data.stream import SplitFile, dense_chunks
+
+    model.eval()
+    sizes = batch_sizes(SplitFile(path).n_rows, batch_size)
+    return np.concatenate([model.encode(x).numpy() for x in dense_chunks(path, sizes)])
+
+
+def batch_sizes(n_rows: int, batch_size: int) -> list[int]:
+    """The rows of ``encode``'s batches: ``np.array_split`` into max(1, N // batch_size) parts
+    (the first N mod parts one row longer). Batch shapes decide torch's float32 sums."""
+    parts = max(1, n_rows // batch_size)
+    size, longer = divmod(n_rows, parts)
+    return [size + 1] * longer + [size] * (parts - longer)
 
 
 def reconstruction_figure(path: str | Path, rows: dict[str, np.ndarray], shape: tuple[int, int],

@@ -7,7 +7,9 @@ and returns its precision-recall curve (``evaluation.retrieval_curves``):
 - for word counts (Salakhutdinov & Hinton 2009's baselines): TF-IDF cosine
   over all words, LSA at the code's dimensionality (cosine) and
   random-hyperplane LSH with as many bits as the code (Hamming), all on
-  TF-IDF vectors;
+  TF-IDF vectors, which stay sparse (the counts may come dense or as the
+  CSR matrices they are stored as; the ranking never densifies the
+  database whole);
 - for images: cosine over the raw pixels, PCA at the code's dimensionality
   (cosine) and LSH with as many bits (Hamming) on centred pixels.
 
@@ -34,9 +36,12 @@ from components.retrieval.codes import pack_bits
 from components.retrieval.evaluation import retrieval_curves
 
 
-def baseline_vectors(kind: str, X_train: np.ndarray, X_query: np.ndarray, bits: int,
+def baseline_vectors(kind: str, X_train, X_query, bits: int,
                      seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    """name -> (database, queries, metric) for the baselines of ``kind`` ("bow" or images)."""
+    """name -> (database, queries, metric) for the baselines of ``kind`` ("bow" or images).
+
+    Word counts (N, V) may be dense or sparse (they are taken as float32 either way);
+    images are dense (N, D)."""
     with one_thread():
         if kind == "bow":
             return _text_baselines(X_train, X_query, bits, seed)
@@ -44,10 +49,10 @@ def baseline_vectors(kind: str, X_train: np.ndarray, X_query: np.ndarray, bits: 
 
 
 def _text_baselines(X_train, X_query, bits: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    train, query = baselines.tfidf(scipy.sparse.csr_matrix(X_train), scipy.sparse.csr_matrix(X_query))
+    train, query = baselines.tfidf(*(scipy.sparse.csr_matrix(X, dtype=np.float32) for X in (X_train, X_query)))
     z_train, z_query = baselines.lsa(train, query, dimensions=bits, seed=seed)
     b_train, b_query = baselines.lsh(train, query, bits=bits, seed=seed)
-    return {"TF-IDF (cosine, all words)": (train.toarray(), query.toarray(), "cosine"),
+    return {"TF-IDF (cosine, all words)": (train, query, "cosine"),  # CSR float32: ranked without densifying
             f"LSA-{bits} (cosine)": (z_train, z_query, "cosine"),
             f"LSH, {bits} bits": (pack_bits(b_train), pack_bits(b_query), "hamming")}
 

@@ -13,11 +13,19 @@ database index), and for each cut-off n (documents retrieved):
 Queries with no relevant document in the database are left out of the
 recall mean (their recall is undefined). Precision-recall curves are these
 pairs over a grid of cut-offs; precision@100 is precision(100).
+
+Cosine takes dense arrays or scipy.sparse matrices (TF-IDF vectors of a
+whole corpus): a sparse database is never densified whole. Memory is a
+query block's similarities, (block, N), plus a block of database rows
+(``dense_blocks``) densified to compute them with the same float32 BLAS
+product as a dense database, so both give the same bits (see ``_unit`` and
+``_similarities``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
 from components.retrieval.codes import hamming_distances
 
@@ -44,19 +52,22 @@ def default_cutoffs(n_database: int, points: int = 40) -> np.ndarray:
     return np.unique(np.concatenate([grid, [min(100, n_database)]]))
 
 
-def retrieval_curves(queries: np.ndarray, database: np.ndarray, query_labels: np.ndarray,
+def retrieval_curves(queries, database, query_labels: np.ndarray,
                      database_labels: np.ndarray, metric: str, cutoffs: np.ndarray | None = None,
                      block: int = 256) -> dict[str, np.ndarray]:
     """Mean precision and recall at each cut-off (see the module docstring).
 
     ``queries`` (Q, B) and ``database`` (N, B): packed uint8 codes for
-    ``metric="hamming"``, real vectors for ``"cosine"``. Labels: (Q, L) and
-    (N, L) bool matrices (``label_matrix``). Returns ``{"cutoff", "precision",
+    ``metric="hamming"``, real vectors for ``"cosine"`` (dense, or scipy.sparse:
+    the same curves, never an (N, B) dense copy). Labels: (Q, L) and (N, L)
+    bool matrices (``label_matrix``). Returns ``{"cutoff", "precision",
     "recall"}`` arrays of the cut-offs' length.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    n_items = len(database)
+    if metric == "hamming" and (scipy.sparse.issparse(queries) or scipy.sparse.issparse(database)):
+        raise ValueError("metric 'hamming' takes packed uint8 codes, not sparse matrices")
+    n_items, n_queries = database.shape[0], queries.shape[0]
     cutoffs = default_cutoffs(n_items) if cutoffs is None else np.asarray(cutoffs, dtype=np.int64)
     if len(cutoffs) == 0 or cutoffs.min() < 1 or cutoffs.max() > n_items:
         raise ValueError(f"cut-offs must lie in [1, {n_items}]")
@@ -65,30 +76,74 @@ def retrieval_curves(queries: np.ndarray, database: np.ndarray, query_labels: np
     db_labels = database_labels.astype(np.float32)
     precision_sum = np.zeros(len(cutoffs))
     recall_sum, recall_count = np.zeros(len(cutoffs)), 0
-    for start in range(0, len(queries), block):
+    for start in range(0, n_queries, block):
         rows = slice(start, start + block)
         order = _ranking(queries[rows], database, metric)  # (b, N)
         relevant = (query_labels[rows].astype(np.float32) @ db_labels.T) > 0  # (b, N)
-        hits = np.cumsum(np.take_along_axis(relevant, order, axis=1), axis=1)[:, cutoffs - 1]  # (b, C)
+        hits = np.cumsum(np.take_along_axis(relevant, order, axis=1), axis=1, dtype=np.int32)[:, cutoffs - 1]  # (b, C)
         precision_sum += (hits / cutoffs).sum(axis=0)
         total = relevant.sum(axis=1)
         has = total > 0
         recall_sum += (hits[has] / total[has, None]).sum(axis=0)
         recall_count += int(has.sum())
-    return {"cutoff": cutoffs, "precision": precision_sum / len(queries),
+    return {"cutoff": cutoffs, "precision": precision_sum / n_queries,
             "recall": recall_sum / max(recall_count, 1)}
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1)
+def _unit(vectors):
+    """Rows scaled to unit L2 norm in float32 (zero rows stay zero); sparse stays sparse.
+
+    A sparse row's norm is taken from its densified row (``dense_blocks``),
+    so its sum of squares runs in the order NumPy sums the dense row, and
+    each stored value is divided by it as the dense path divides."""
+    if not scipy.sparse.issparse(vectors):
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1)
+    vectors = scipy.sparse.csr_matrix(vectors, dtype=np.float32, copy=True)
+    vectors.sum_duplicates()
+    rows = max(1, (1 << 20) // max(vectors.shape[1], 1))  # any blocks: a row's norm is its own sum
+    norms = np.concatenate([np.linalg.norm(dense, axis=1) for _, dense in dense_blocks(vectors, rows)]
+                           or [np.zeros(0, np.float32)])
+    vectors.data /= np.repeat(np.where(norms > 0, norms, np.float32(1)), np.diff(vectors.indptr))
+    return vectors
 
 
-def _ranking(queries: np.ndarray, database: np.ndarray, metric: str) -> np.ndarray:
+def _ranking(queries, database, metric: str) -> np.ndarray:
     """Database indices best first for each query, ties by lower index: (b, N)."""
     if metric == "hamming":
         distances = hamming_distances(queries, database)
     else:
-        distances = -(queries @ database.T)
+        distances = _similarities(queries, database)
+        np.negative(distances, out=distances)  # in place: one (b, N) array, not two
     return np.argsort(distances, axis=1, kind="stable")
+
+
+def _similarities(queries, database) -> np.ndarray:
+    """``queries @ database.T`` (b, N) float32; a sparse database a block of rows at a time.
+
+    Each block's product is the dense float32 product of the densified rows,
+    which BLAS sums over the features in the same order as the whole product
+    (verified for OpenBLAS): the blocks start at multiples of 64 rows, so its
+    kernels' tails fall where the whole product's do, and hold at least 4 M
+    values, so no block is small enough for its small-matrix kernels."""
+    queries = queries.toarray() if scipy.sparse.issparse(queries) else queries  # (b, B)
+    if not scipy.sparse.issparse(database):
+        return queries @ database.T
+    similarities = np.empty((queries.shape[0], database.shape[0]), dtype=np.result_type(queries, database))
+    for rows, dense in dense_blocks(database):
+        similarities[:, rows] = queries @ dense.T
+    return similarities
+
+
+def dense_blocks(matrix, rows: int | None = None):
+    """(slice, dense rows) over a sparse (N, B) matrix, ``rows`` rows at a time (default: the
+    least multiple of 64 rows holding 4 M values), the last block absorbing the remainder
+    (so up to twice as many rows; one block when N < 2 * rows)."""
+    n_rows, width = matrix.shape
+    rows = rows or 64 * -(-(1 << 22) // (64 * max(width, 1)))  # 64 * ceil(4 M / (64 B)): rows * B >= 4 M
+    starts = list(range(0, n_rows, rows))
+    if len(starts) > 1 and n_rows - starts[-1] < rows:
+        starts.pop()
+    for start, stop in zip(starts, [*starts[1:], n_rows]):
+        yield slice(start, stop), matrix[start:stop].toarray()

@@ -48,7 +48,7 @@ from torch import nn
 class TrainingParams:
     """What every zoo family's params section has besides its hyperparameters."""
 
-    epochs: int = 100  # passes over the training split
+    epochs: int = 50  # passes over the training split
     batch_size: int = 100  # mini-batch size
     lr: float = 0.001  # Adam's learning rate
     seed: int = 0  # initial weights and every draw (per epoch and worker)

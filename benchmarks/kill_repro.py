@@ -73,10 +73,11 @@ def make_copy(folder: Path) -> Path:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, folder / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    listed = params["zoo"]["families"]
     for section, values in PARAMS.items():
         params[section].update(values)
-    for family in ("iwae", "made"):
-        params.pop(family, None)
+    for family in set(listed) - set(params["zoo"]["families"]):
+        params.pop(family)  # a section for an unlisted family is an error
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     for args in (("init", "-q"), ("add", "-A"), ("-c", "user.name=k", "-c", "user.email=k@k", "commit", "-qm", "k")):
         sh("git", *args, cwd=folder)

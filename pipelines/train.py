@@ -79,7 +79,9 @@ def _measure(model, family: str, shape: tuple[int, ...], zoo: ZooParams, card: d
     if isinstance(model, Density):
         X = split_inputs(DATA, "test", family_inputs(model), zoo)
         X = X[:zoo.test_items] if zoo.test_items else X
-        metrics |= test_figures(model, X, zoo.test_samples)
+        what = f"train@{family}: test NLL ({model.estimator(zoo.test_samples)}) on {len(X)} items"
+        print(what, flush=True)
+        metrics |= test_figures(model, X, zoo.test_samples, progress=what)
     picture = REPORTS / family / "samples.png"
     if isinstance(model, Sampler) and len(shape) == 3 and shape[0] == 1:
         with torch.no_grad():

@@ -114,3 +114,20 @@ def test_the_index_stage_out_of_space_keeps_the_previous_outputs(workdir, monkey
                    "replaced: free some space and rerun\n")
     assert snapshot(workdir / "index") == before  # byte-identical, and no temporaries beside them
     assert sorted(p.name for p in (workdir / "index").iterdir()) == ["codes.npz", "search"]
+
+
+def test_index_on_a_family_without_codes_is_one_line_exit_2_and_writes_nothing(workdir, capsys):
+    """NADE is a density, not an Encoder: index names the family and what it lacks."""
+    from components.io import save_torch
+    from components.models.nade import NADE
+    from tests.conftest import write_params
+
+    index_stage_inputs(workdir)
+    save_torch(workdir / "models/zoo/nade.pt", NADE(24, 5).to_checkpoint())
+    write_params(workdir, {"index": {"model": "models/zoo/nade.pt"}})
+    capsys.readouterr()
+    assert index_stage.main(["--params", "params.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "error: index: models/zoo/nade.pt holds a nade model, which has no codes (no encode); index.model needs a "
+        "family with codes, e.g. models/autoencoder.pt or models/zoo/nash.pt\n")
+    assert not (workdir / "index").exists() and not (workdir / "reports/index").exists()

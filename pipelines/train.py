@@ -75,7 +75,7 @@ def _protocol(zoo: ZooParams) -> dict:
 
 def _measure(model, family: str, shape: tuple[int, ...], zoo: ZooParams, card: dict) -> dict:
     metrics = {"family": family, "parameters": parameter_count(model), "dataset": card["dataset"],
-               "binarization": zoo.binarization if family_inputs(model) == "binary" else "none (counts)"}
+               "binarization": zoo.binarization if family_inputs(model) == "binary" else f"none ({family_inputs(model)})"}
     if isinstance(model, Density):
         X = split_inputs(DATA, "test", family_inputs(model), zoo)
         X = X[:zoo.test_items] if zoo.test_items else X

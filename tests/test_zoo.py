@@ -31,6 +31,8 @@ TINY = {
     "made": {"hidden": [16], "masks": 2, "test_masks": 2},
     "nash": {"bits": 8, "hidden": 16},
     "rbm": {"hidden": 8, "ais_chains": 10, "ais_betas": 100},
+    "sparse_coding": {"atoms": 8, "lasso_iterations": 10},
+    "psd": {"atoms": 8, "lasso_iterations": 10},
 }
 COUNTS = {"nash"}  # families of word counts: they train on a tiny text corpus instead of digits
 

@@ -33,6 +33,8 @@ FAMILIES = {
     "made": "components.models.made:MADE",
     "nash": "components.models.nash:NASH",
     "rbm": "components.models.rbm:RBM",
+    "sparse_coding": "components.models.sparse_coding:SparseCoding",
+    "psd": "components.models.psd:PSD",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

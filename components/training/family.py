@@ -12,7 +12,8 @@ density estimate (``log_prob(x, samples=1)``: exact, or a one-sample bound).
 
 Data: families of binary data get the split binarized by the zoo's protocol
 (components/data/binarize.py; ``dynamic`` redraws every training batch);
-families of word counts (``inputs = "counts"``) get the counts. The data is
+families of word counts (``inputs = "counts"``) get the counts, and families
+of real values (``inputs = "real"``: sparse coding) the intensities in [0, 1]. The data is
 read whole into memory (the zoo's datasets are MNIST-sized).
 
 ``test_figures`` is the likelihood report's row for a trained density:
@@ -56,15 +57,16 @@ class SyncedOptimizer:
 
 
 def family_inputs(model) -> str:
-    """What a family models: "binary" images (the default) or word "counts"."""
+    """What a family models: "binary" images (the default), word "counts" or "real" values."""
     return getattr(model, "inputs", "binary")
 
 
 def split_inputs(data_dir: str | Path, split: str, inputs: str, zoo: ZooParams, *, raw: bool = False) -> np.ndarray:
-    """A split as a family sees it: binarized by the zoo's protocol, or counts;
-    ``raw``: the intensities themselves (dynamic binarization's training split)."""
+    """A split as a family sees it: binarized by the zoo's protocol, or as stored
+    (counts, real values); ``raw``: the intensities themselves (dynamic
+    binarization's training split)."""
     X, _ = read_split(data_dir, split)
-    if inputs == "counts" or raw:
+    if inputs in ("counts", "real") or raw:
         return X
     return binarize(X, zoo.binarization, zoo.binarization_seed, split)
 
@@ -126,6 +128,9 @@ def family_phase(config: dict) -> loop.Phase:
         rows = torch.from_numpy(np.ascontiguousarray(X[session.rank::session.world])).to(session.device)
         valid = torch.from_numpy(split_inputs(config["data_dir"], "validation", inputs, zoo)).to(session.device)
         optimizers = [SyncedOptimizer(o, session) for o in model.optimizers(params)]
+        if not optimizers and session.world > 1:  # nothing averages the workers' updates (sparse coding's)
+            raise DulError(f"{family} updates its model without an optimizer, so {session.world} workers would each "
+                           f"learn alone from their own shard; set zoo.num_workers: 1")
         return FamilyUnit(model, optimizers, TensorBatches(rows, params.batch_size, n_batches), valid, dynamic)
 
     def describe(unit: FamilyUnit, epoch: int, stats: dict) -> str:

@@ -105,7 +105,8 @@ class PretrainParams(RayParams):
     persistent: bool = False  # persistent CD (Tieleman 2008) instead of CD-k: the negative chains carry over between
     # batches (they restart from data on a resumed run)
     sparsity_target: float = 0.05  # mean hidden activation aimed at, when sparsity_cost > 0
-    sparsity_cost: float = 0.0  # 0: no sparsity penalty (Lee et al. 2008; Hinton's practical guide, section 11)
+    sparsity_cost: float = 0.0  # 0: no sparsity penalty (RBM layers: Lee et al. 2008, Hinton's practical guide
+    # section 11; autoencoder layers: the KL penalty of a sparse autoencoder, Ng's CS294A notes; never on linear codes)
     lr_layers: tuple[float, ...] = ()  # per-layer learning rates; empty: lr (lr_code for a linear code layer)
     stream: bool | str = "auto"  # auto | true | false: read the split batch by batch (components.data.stream)
     # instead of loading it whole: each worker takes every world-th row, row groups are read in a shuffled order and

@@ -165,3 +165,45 @@ def test_data_outside_zero_one_raises_dul_error(bad):
     layer.check_data(torch.tensor([[0.0, 1.0], [0.3, 0.7]]))  # valid data passes
     with pytest.raises(DulError, match="^pretrain layer 2: visible data"):
         AutoencoderLayer.check_data(bad, layer="pretrain layer 2")
+
+
+def test_the_sparsity_penalty_adds_ngs_gradient_to_the_hidden_biases():
+    """d/db_h of cost * sum_j KL(rho || rho^_j) = cost (-rho / rho^_j + (1 - rho) / (1 - rho^_j)) h (1 - h) / B,
+    summed over the batch (Ng's CS294A notes, section 3); the other gradients change through the same delta."""
+    v = (torch.rand(9, 7, generator=torch.Generator().manual_seed(3)) < 0.5).double()
+    plain, sparse = random_layer(), random_layer()
+    sparse.sparsity_target, sparse.sparsity_cost = 0.1, 0.7
+    plain.layer_step(v), sparse.layer_step(v)
+    with torch.no_grad():
+        h = plain.h_mean(v)  # (B, H)
+        rho = h.mean(dim=0)
+        delta = 0.7 * (-0.1 / rho + 0.9 / (1 - rho)) * h * (1 - h) / len(v)  # (B, H)
+    torch.testing.assert_close(sparse.b_h.grad - plain.b_h.grad, delta.sum(dim=0))
+    torch.testing.assert_close(sparse.W.grad - plain.W.grad, v.T @ delta)  # the encoder's share of tied W
+    torch.testing.assert_close(sparse.b_v.grad, plain.b_v.grad)
+
+
+def test_a_sparse_autoencoder_layer_learns_the_target_activation():
+    X = prototypes_with_flips(200)
+    means = {}
+    for cost in (0.0, 3.0):
+        torch.manual_seed(1)
+        layer = AutoencoderLayer(16, 8, sparsity_target=0.05, sparsity_cost=cost)
+        optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+        generator = torch.Generator().manual_seed(2)
+        for _ in range(300):
+            layer.layer_step(X[torch.randint(0, len(X), (20,), generator=generator)])
+            optimizer.step()
+        with torch.no_grad():
+            means[cost] = layer.h_mean(X).mean().item()
+    assert means[0.0] > 0.3 and means[3.0] < 0.15  # 0.47 without the penalty, 0.11 with it (target 0.05)
+
+
+def test_pretrain_builds_sparse_autoencoder_layers_but_no_penalty_on_linear_codes():
+    from components.training.pretrain import build_layer
+
+    params = {"hidden": [6, 3], "layer_model": "autoencoder", "sparsity_cost": 0.5, "sparsity_target": 0.1}
+    bottom, top = build_layer(0, 8, params), build_layer(1, 6, {**params, "code_units": "linear"})
+    assert (bottom.sparsity_cost, bottom.sparsity_target) == (0.5, 0.1) and top.sparsity_cost == 0.0
+    with pytest.raises(DulError, match="the sparsity penalty needs binary code units"):
+        AutoencoderLayer(4, 2, hidden_type="linear", sparsity_cost=1.0)

@@ -12,6 +12,10 @@ Decoder:   v^ = sigmoid(b_v + h W^T)  (B, D)
 Loss:      - sum_i [v_i log v^_i + (1 - v_i) log(1 - v^_i)], averaged over the batch,
            against the clean v; v~ = v with masking noise: for each example a
            random round(noise * D) of its D inputs are set to 0 (v~ = v when noise = 0).
+Sparse:    + cost * sum_j KL(rho || rho^_j), rho^_j = the batch's mean of h_j
+           (binary code units), KL(p || q) = p log(p / q) + (1 - p) log((1 - p) / (1 - q)):
+           the sparse autoencoder of Ng's CS294A notes ("Sparse autoencoder",
+           section 3), pulling each unit's mean activation toward the target rho.
 
 The parameters are named and shaped like an RBM's (W (D, H), b_v (D,), b_h (H,))
 and the layer has the RBM's ``hidden_type``, ``h_mean`` and ``v_mean``, so a
@@ -37,7 +41,7 @@ class AutoencoderLayer(TiedLayer):
     visible_type = "bernoulli"
 
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.1, noise: float = 0.0,
-                 hidden_type: str = "binary"):
+                 hidden_type: str = "binary", sparsity_target: float = 0.05, sparsity_cost: float = 0.0):
         if n_visible < 1 or n_hidden < 1:
             raise DulError(f"an autoencoder layer needs at least one unit per layer, got {n_visible}x{n_hidden}")
         if not 0.0 <= noise < 1.0:
@@ -48,9 +52,13 @@ class AutoencoderLayer(TiedLayer):
                            f"got {hidden_type!r}")
         if not init_std > 0:
             raise DulError(f"autoencoder layer init_std must be positive, got {init_std}")
+        if sparsity_cost and (hidden_type != "binary" or not 0 < sparsity_target < 1 or sparsity_cost < 0):
+            raise DulError(f"the sparsity penalty needs binary code units, 0 < target < 1 and cost >= 0; got "
+                           f"{hidden_type} units, target {sparsity_target}, cost {sparsity_cost}")
         super().__init__(n_visible, n_hidden, init_std)
         self.hidden_type = hidden_type
         self.noise = float(noise)
+        self.sparsity_target, self.sparsity_cost = float(sparsity_target), float(sparsity_cost)
 
     def h_activation(self, x: torch.Tensor) -> torch.Tensor:
         """The code from the hidden input x = b_h + v W: logistic, or x itself for linear units."""
@@ -115,7 +123,10 @@ class AutoencoderLayer(TiedLayer):
         with torch.enable_grad():
             h = self.h_activation(torch.addmm(b_h, self.corrupt(v).to(dtype), W).to(exact))  # (B, H)
             logits = torch.addmm(b_v, h.to(dtype), W.T).to(exact)  # (B, D)
-            _losses(logits, v)["loss"].backward()
+            loss = _losses(logits, v)["loss"]
+            if self.sparsity_cost:
+                loss = loss + self.sparsity_cost * sparsity_kl(h, self.sparsity_target)
+            loss.backward()
         if self.noise == 0:
             return torch.sigmoid(logits.detach())
         with torch.no_grad():
@@ -137,3 +148,9 @@ def _losses(logits: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
     cross_entropy = F.binary_cross_entropy_with_logits(logits, v, reduction="sum") / len(v)
     recon_error = (torch.sigmoid(logits) - v).pow(2).sum() / len(v)
     return {"loss": cross_entropy, "recon_error": recon_error.detach()}
+
+
+def sparsity_kl(h: torch.Tensor, target: float) -> torch.Tensor:
+    """sum_j KL(target || rho^_j) for the batch's mean activations rho^ = mean of h (B, H) over B."""
+    rho = h.mean(dim=0).clamp(1e-7, 1 - 1e-7)  # (H,); clamped: a dead or saturated unit has a finite penalty
+    return (target * torch.log(target / rho) + (1 - target) * torch.log((1 - target) / (1 - rho))).sum()

@@ -56,7 +56,9 @@ def build_layer(index: int, n_visible: int, params: PretrainParams | dict) -> Be
     hidden_type = params.code_units if top else "binary"
     size = params.hidden[index]
     if params.layer_model == "autoencoder":
-        return AutoencoderLayer(n_visible, size, init_std=params.init_std, noise=params.noise, hidden_type=hidden_type)
+        return AutoencoderLayer(n_visible, size, init_std=params.init_std, noise=params.noise, hidden_type=hidden_type,
+                                sparsity_target=params.sparsity_target,
+                                sparsity_cost=params.sparsity_cost if hidden_type == "binary" else 0.0)
     visible = params.visible_units if index == 0 and params.visible_units != "auto" else "bernoulli"
     return make_rbm(visible, hidden_type, n_visible, size, init_std=params.init_std)
 

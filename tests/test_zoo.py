@@ -33,6 +33,7 @@ TINY = {
     "rbm": {"hidden": 8, "ais_chains": 10, "ais_betas": 100},
     "sparse_coding": {"atoms": 8, "lasso_iterations": 10},
     "psd": {"atoms": 8, "lasso_iterations": 10},
+    "helmholtz": {"layers": [8], "k": 3},
 }
 COUNTS = {"nash"}  # families of word counts: they train on a tiny text corpus instead of digits
 

@@ -19,7 +19,7 @@ from the loop). Capabilities:
   registered encoder and maps use;
 - ``Density``: ``log_prob(x, samples) -> (B,)`` nats, exact or a bound or an
   estimate, and ``estimator(samples)`` saying which ("exact", "elbo",
-  "is-5000", "ais");
+  "is-5000", "ais", "ais-bound": a bound with log Z by AIS);
 - ``Sampler``: ``sample(n, generator) -> (n, D)``;
 - ``Reconstructor``: ``reconstruct(x) -> (B, D)`` in the data's units (evaluate's figures).
 
@@ -95,7 +95,7 @@ class Reconstructor(Protocol):
 class Density(Protocol):
     def log_prob(self, x: torch.Tensor, samples: int = 1) -> torch.Tensor: ...  # (B, D) -> (B,) nats
 
-    def estimator(self, samples: int) -> str: ...  # "exact" | "elbo" | "is-<samples>" | "ais"
+    def estimator(self, samples: int) -> str: ...  # "exact" | "elbo" | "is-<samples>" | "ais" | "ais-bound"
 
 
 @runtime_checkable

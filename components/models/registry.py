@@ -36,6 +36,7 @@ FAMILIES = {
     "sparse_coding": "components.models.sparse_coding:SparseCoding",
     "psd": "components.models.psd:PSD",
     "helmholtz": "components.models.helmholtz:HelmholtzMachine",
+    "dbm": "components.models.dbm:DBM",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

@@ -16,6 +16,11 @@ families of word counts (``inputs = "counts"``) get the counts, and families
 of real values (``inputs = "real"``: sparse coding) the intensities in [0, 1]. The data is
 read whole into memory (the zoo's datasets are MNIST-sized).
 
+Optional hooks a family may have: ``fit_inputs(X)`` (statistics of the
+training split it keeps, NASH's idf), ``start_epoch(epoch)`` (called before
+each epoch, resumed runs included: the DBM's pretraining stages) and
+``validation_figures(x)`` (its per-epoch figure where a density is costly).
+
 ``test_figures`` is the likelihood report's row for a trained density:
 mean test NLL in nats with its standard error over test items, bits per
 dimension, and the estimator that produced it.
@@ -79,6 +84,8 @@ class FamilyUnit:
 
     def train_epoch(self, epoch: int, generator: torch.Generator) -> dict[str, float]:
         self.model.train()
+        if hasattr(self.model, "start_epoch"):  # a family whose training is scheduled by epoch (dbm's stages)
+            self.model.start_epoch(epoch)
         totals: dict[str, float] = {}
         for x in self.batches.epoch(generator):
             figures = self.model.training_step(redraw(x) if self.dynamic else x, self.optimizers)

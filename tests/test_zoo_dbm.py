@@ -7,7 +7,6 @@ resumption, params, checkpoints and the protocols."""
 from __future__ import annotations
 
 import copy
-import itertools
 
 import pytest
 import torch
@@ -20,21 +19,13 @@ from components.models import registry
 from components.models.base import Density, Encoder, Model, Reconstructor, Sampler
 from components.models.dbm import DBM
 from components.models.nn.ais import exact_log_partition
+from tests.test_ais import all_binary
 
 NAMES = ("W1", "W2", "b_v", "b_h1", "b_h2")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
-
-def all_binary(n: int) -> torch.Tensor:
-    """Every binary vector of length n, first bit slowest, (2^n, n) float64."""
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
 
 
 def random_dbm(D: int = 5, H1: int = 4, H2: int = 3, scale: float = 1.0, seed: int = 0, **kwargs) -> DBM:

@@ -7,7 +7,6 @@ under both algorithms, checkpoints, params and the protocols."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import pytest
@@ -19,19 +18,10 @@ from components.errors import DulError
 from components.models import registry
 from components.models.base import Density, Encoder, Model, Sampler
 from components.models.helmholtz import HelmholtzMachine
+from tests.test_ais import all_binary
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def all_binary(n: int) -> torch.Tensor:
-    """Every binary vector of length n, (2^n, n) float64, row i the bits of i (most significant first)."""
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
 
 
 def randomised(model: HelmholtzMachine, scale: float = 1.5, seed: int = 0) -> HelmholtzMachine:

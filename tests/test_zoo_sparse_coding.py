@@ -19,13 +19,7 @@ from components.models.nn.lasso import fista, lasso_objective
 from components.models.psd import PSD
 from components.models.sparse_coding import SparseCoding
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def unit_atoms(N: int, K: int, seed: int, dtype=torch.float64) -> torch.Tensor:

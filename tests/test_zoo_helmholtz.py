@@ -18,6 +18,7 @@ from components.errors import DulError
 from components.models import registry
 from components.models.base import Density, Encoder, Model, Sampler
 from components.models.helmholtz import HelmholtzMachine
+from tests import test_zoo_made
 from tests.test_ais import all_binary
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -25,13 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def randomised(model: HelmholtzMachine, scale: float = 1.5, seed: int = 0) -> HelmholtzMachine:
-    """The model in float64 with every parameter (biases too) drawn as scale * N(0, 1)."""
-    model = model.double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(scale * torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
-    return model
+    """test_zoo_made's randomised (float64, every parameter scale * N(0, 1)), at a larger scale."""
+    return test_zoo_made.randomised(model, scale, seed)
 
 
 def prototypes_with_flips(n: int, seed: int = 0) -> torch.Tensor:

@@ -6,7 +6,6 @@ exact marginals, checkpoints, params and the protocols."""
 from __future__ import annotations
 
 import copy
-import itertools
 
 import pytest
 import torch
@@ -17,23 +16,18 @@ from components.io import save_torch
 from components.models import rbm as rbm_module
 from components.models import registry
 from components.models.base import Density, Encoder, Model, Sampler
-from components.models.nn.ais import beta_schedule, exact_log_partition, scaled_beta_schedule
+from components.models.nn.ais import (
+    beta_schedule,
+    exact_log_partition,
+    scaled_beta_schedule,
+)
 from components.models.rbm import RBM
+from tests.test_ais import all_binary
 
 AIS_TOLERANCE = 0.05  # nats; over five random RBMs like these the error was at most 0.01
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def all_binary(D: int) -> torch.Tensor:
-    """Every binary vector of length D, (2^D, D) float64."""
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=D)), dtype=torch.float64)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def random_rbm(D: int = 10, H: int = 6, scale: float = 1.0, seed: int = 0, **hyperparameters) -> RBM:

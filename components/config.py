@@ -275,6 +275,29 @@ class ZooParams(RayParams):
             raise DulError(f"zoo.families lists a family twice: {list(self.families)}")
 
 
+@dataclasses.dataclass(frozen=True)
+class FeaturesParams:
+    """The feature report (stage features, reports/zoo/features.json): a linear
+    probe on the frozen features of every zoo family that encodes, beside raw
+    pixels and PCA of the same sizes (components/evaluation/probe.py)."""
+
+    probe_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # inverse L2 strengths of the logistic-regression probe; the one
+    # with the best validation accuracy is kept, and only its test accuracy is reported
+    max_iter: int = 200  # L-BFGS iterations per C (each C warm-starts from the previous one)
+    pca: tuple[int, ...] = ()  # PCA feature sizes probed besides the code sizes of the listed encoders
+    flagship: bool = True  # also probe the flagship's features: the RBM stack's top layer (dbn) and the
+    # fine-tuned deep autoencoder's code (models/stack.pt, models/autoencoder.pt)
+    train_items: int = 0  # training items the probe is fitted on (the first ones); 0: all
+
+    def validate(self) -> None:
+        if not self.probe_c or any(c <= 0 for c in self.probe_c):
+            raise DulError(f"features.probe_c is {list(self.probe_c)}: one or more positive numbers")
+        _check_positive("features", self, ("max_iter",))
+        _check_not_negative("features", self, ("train_items",))
+        if any(k < 1 for k in self.pca):
+            raise DulError(f"features.pca is {list(self.pca)}: feature sizes of 1 or more")
+
+
 SECTIONS: dict[str, type] = {
     "ingest": IngestParams,
     "pretrain": PretrainParams,
@@ -283,6 +306,7 @@ SECTIONS: dict[str, type] = {
     "index": IndexParams,
     "sweep": SweepParams,
     "zoo": ZooParams,
+    "features": FeaturesParams,
 }
 
 

@@ -129,3 +129,11 @@ def test_pseudo_log_likelihood_is_unbiased_for_the_exact_one():
     assert estimate == pytest.approx(exact, abs=0.07)  # the estimate's standard error is about 0.013
     assert pseudo_log_likelihood(rbm, items, seed=1) == pseudo_log_likelihood(rbm, items, seed=1)
     assert math.isfinite(pseudo_log_likelihood(rbm, items[:1]))
+
+
+def test_ais_on_a_model_without_an_energy_is_one_line_naming_the_family():
+    from components.models.vae import VAE
+
+    model = VAE(n_inputs=6, latent=2, hidden=(4,), likelihood="bernoulli")
+    with pytest.raises(DulError, match=r"^AIS estimates .*; vae has no W, b_v, b_h: measure it with its own"):
+        ais_log_partition(model, n_chains=2, betas=torch.linspace(0, 1, 5))

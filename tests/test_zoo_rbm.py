@@ -201,7 +201,13 @@ def test_params_build_the_model_they_describe():
     assert all(g["momentum"] == 0.5 and g["lr"] == 0.05 for g in groups)
 
 
-def test_the_rbm_is_a_density_and_a_sampler_not_an_encoder():
+def test_the_rbm_is_a_density_a_sampler_and_an_encoder_of_its_hidden_probabilities():
     model = RBM(6, 3)
     assert isinstance(model, Model) and isinstance(model, Density) and isinstance(model, Sampler)
-    assert not isinstance(model, Encoder)
+    assert isinstance(model, Encoder) and (model.n_inputs, model.code_size) == (6, 3)
+    with torch.no_grad():
+        model.W.normal_(generator=torch.Generator().manual_seed(0))
+        model.b_h.uniform_(-1, 1, generator=torch.Generator().manual_seed(1))
+    x = torch.tensor([[1.0, 0, 1, 1, 0, 0], [0, 1, 0, 0, 1, 1]])
+    expected = 1 / (1 + torch.exp(-(x @ model.W.detach() + model.b_h.detach())))
+    torch.testing.assert_close(model.encode(x), expected)

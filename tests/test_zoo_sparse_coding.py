@@ -349,3 +349,12 @@ def test_sparse_coding_on_several_workers_is_refused_in_one_line(tmp_path):
                                         r"each learn alone from their own shard; set zoo.num_workers: 1$"):
         loop.run_in_process(family.family_loop, config, session=two)
     assert loop.run_in_process(family.family_loop, config)["done"]  # one worker trains
+
+
+@pytest.mark.parametrize("make, family", [(lambda: SparseCoding(10, 6, 0.2, 20), "sparse_coding"),
+                                          (lambda: PSD(10, 6, 0.4, 1.0, 20), "psd")])
+def test_a_dictionary_of_more_atoms_than_training_items_is_one_line(make, family):
+    model = make()
+    model.fit_inputs(torch.rand(6, 10))  # as many items as atoms: fine
+    with pytest.raises(DulError, match=rf"^{family}.atoms is 6 but the training split has 5 items; .*atoms <= 5$"):
+        model.fit_inputs(torch.rand(5, 10))

@@ -18,9 +18,12 @@ shard, a resumed run and another family see the same bits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from components.data.ingest import read_split
 from components.errors import DulError
 
 PROTOCOLS = ("threshold", "fixed", "dynamic")
@@ -45,3 +48,18 @@ def redraw(x: torch.Tensor) -> torch.Tensor:
     """A fresh draw of a batch of intensities (B, D) -> {0, 1} (B, D), from the global
     torch generator (dynamic binarization; the loop seeds it per epoch and worker)."""
     return (torch.rand_like(x) < x).to(x.dtype)
+
+
+def family_inputs(model) -> str:
+    """What a family models: "binary" images (the default), word "counts" or "real" values."""
+    return getattr(model, "inputs", "binary")
+
+
+def split_inputs(data_dir: str | Path, split: str, inputs: str, zoo, *, raw: bool = False) -> np.ndarray:
+    """A split as a family sees it: binarized by the zoo's protocol, or as stored
+    (counts, real values); ``raw``: the intensities themselves (dynamic
+    binarization's training split)."""
+    X, _ = read_split(data_dir, split)
+    if inputs in ("counts", "real") or raw:
+        return X
+    return binarize(X, zoo.binarization, zoo.binarization_seed, split)

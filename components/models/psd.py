@@ -91,6 +91,14 @@ class PSD(nn.Module):
         return cls(n_inputs=math.prod(shape), atoms=params.atoms, lam=params.lam, alpha=params.alpha,
                    lasso_iterations=params.lasso_iterations)
 
+    def fit_inputs(self, X: torch.Tensor) -> None:
+        """Refuse a dictionary of more atoms than the training split has items: the
+        codes of N items span at most N directions, so the other atoms would only
+        ever be reset, never learned."""
+        if self.code_size > len(X):
+            raise DulError(f"psd.atoms is {self.code_size} but the training split has {len(X)} items; "
+                           f"a dictionary cannot be learned with more atoms than items: set psd.atoms <= {len(X)}")
+
     def optimizers(self, params: TrainingParams) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=params.lr)]
 

@@ -434,6 +434,20 @@ class RBM(BernoulliRBM):
         self.register_buffer("chain", torch.empty(0, n_inputs))
         self._log_z: tuple[tuple, tuple[float, float, float]] | None = None  # (fingerprint, log_partition())
 
+    code_units = "binary"  # its codes are E[h | v] in (0, 1); an index thresholds them at their training medians
+
+    @property
+    def n_inputs(self) -> int:
+        return self.n_visible
+
+    @property
+    def code_size(self) -> int:
+        return self.n_hidden
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, H) features: the hidden units' probabilities E[h | v] = sigmoid(b_h + v W)."""
+        return self.h_mean(x)
+
     @classmethod
     def from_params(cls, params: "RBM.Params", shape: tuple[int, ...]) -> "RBM":
         """An RBM for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""

@@ -109,6 +109,14 @@ class SparseCoding(nn.Module):
         return cls(n_inputs=math.prod(shape), atoms=params.atoms, lam=params.lam,
                    lasso_iterations=params.lasso_iterations)
 
+    def fit_inputs(self, X: torch.Tensor) -> None:
+        """Refuse a dictionary of more atoms than the training split has items: the
+        codes of N items span at most N directions, so the other atoms would only
+        ever be reset, never learned."""
+        if self.code_size > len(X):
+            raise DulError(f"sparse_coding.atoms is {self.code_size} but the training split has {len(X)} items; "
+                           f"a dictionary cannot be learned with more atoms than items: set sparse_coding.atoms <= {len(X)}")
+
     def optimizers(self, params: TrainingParams) -> list[torch.optim.Optimizer]:
         return []  # the dictionary step is a closed-form block-coordinate update, not a gradient step
 

@@ -36,8 +36,7 @@ import numpy as np
 import torch
 
 from components.config import ZooParams
-from components.data.binarize import binarize, redraw
-from components.data.ingest import read_split
+from components.data.binarize import family_inputs, redraw, split_inputs
 from components.data.stream import Batches, TensorBatches, batch_count
 from components.errors import DulError
 from components.models import registry
@@ -59,21 +58,6 @@ class SyncedOptimizer:
 
     def __getattr__(self, name):
         return getattr(self.optimizer, name)
-
-
-def family_inputs(model) -> str:
-    """What a family models: "binary" images (the default), word "counts" or "real" values."""
-    return getattr(model, "inputs", "binary")
-
-
-def split_inputs(data_dir: str | Path, split: str, inputs: str, zoo: ZooParams, *, raw: bool = False) -> np.ndarray:
-    """A split as a family sees it: binarized by the zoo's protocol, or as stored
-    (counts, real values); ``raw``: the intensities themselves (dynamic
-    binarization's training split)."""
-    X, _ = read_split(data_dir, split)
-    if inputs in ("counts", "real") or raw:
-        return X
-    return binarize(X, zoo.binarization, zoo.binarization_seed, split)
 
 
 class FamilyUnit:

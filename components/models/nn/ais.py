@@ -226,7 +226,13 @@ def _checked_betas(betas: torch.Tensor) -> torch.Tensor:
 
 
 def _parameters(rbm: RBMLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """W (D, H), b_v (D,), b_h (H,) as detached float64 tensors."""
+    """W (D, H), b_v (D,), b_h (H,) as detached float64 tensors; a model without
+    that energy (a VAE, NADE, ...) is a one-line DulError."""
+    missing = [name for name in ("W", "b_v", "b_h") if not isinstance(getattr(rbm, name, None), torch.Tensor)]
+    if missing:
+        raise DulError(f"AIS estimates the partition function of an RBM's energy (W, b_v, b_h); "
+                       f"{getattr(rbm, 'family', type(rbm).__name__)} has no {', '.join(missing)}: "
+                       "measure it with its own estimator (log_prob) instead")
     return tuple(p.detach().to(torch.float64) for p in (rbm.W, rbm.b_v, rbm.b_h))
 
 

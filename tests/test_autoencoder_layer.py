@@ -5,7 +5,7 @@ import torch
 
 from components.errors import DulError
 from components.models.autoencoder import DeepAutoencoder
-from components.models.autoencoder_layer import AutoencoderLayer
+from components.models.nn.autoencoder_layer import AutoencoderLayer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -8,7 +8,7 @@ import torch
 
 from components.errors import DulError
 from components.evaluation.samples import samples_figure
-from components.models.autoencoder_layer import AutoencoderLayer
+from components.models.nn.autoencoder_layer import AutoencoderLayer
 from components.models.dbn import DeepBeliefNet
 from components.models.rbm import BernoulliRBM
 from components.models.rbm_gaussian import GaussianBernoulliRBM

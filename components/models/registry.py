@@ -37,6 +37,7 @@ FAMILIES = {
     "psd": "components.models.psd:PSD",
     "helmholtz": "components.models.helmholtz:HelmholtzMachine",
     "dbm": "components.models.dbm:DBM",
+    "stacked_autoencoder": "components.models.stacked_autoencoder:StackedAutoencoder",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

@@ -13,7 +13,7 @@ training split's per-feature statistics its inputs are standardised with
 from __future__ import annotations
 
 from components.models.rbms import make_rbm
-from components.models.autoencoder_layer import AutoencoderLayer
+from components.models.nn.autoencoder_layer import AutoencoderLayer
 from components.models.rbm import BernoulliRBM
 
 

@@ -33,7 +33,7 @@ from components.config import PretrainParams, section_params
 from components.data import read_card
 from components.data.stream import Batches, TensorBatches, as_batches, open_split, should_stream
 from components.errors import DulError
-from components.models.autoencoder_layer import AutoencoderLayer
+from components.models.nn.autoencoder_layer import AutoencoderLayer
 from components.models.rbm import BernoulliRBM
 from components.models.rbms import RBM_BY_UNITS, make_rbm
 from components.models.regularizers import add_sparsity_gradient

@@ -7,8 +7,9 @@ Both minimise, per image x (784 intensities in [0, 1]) and over unit-norm atoms,
 
 (scikit-learn's objective is 0.5 ||X - U V||_F^2 + alpha ||U||_{1,1} with
 ||V_k|| <= 1: alpha = lam, rows of V the atoms). dul trains through its
+``fit_inputs`` (its start: K training items drawn at random) and
 ``training_step`` (FISTA codes, then Mairal et al.'s block-coordinate
-dictionary step); scikit-learn with ``fit_algorithm="cd"`` (coordinate-descent
+dictionary step), both timed; scikit-learn with ``fit_algorithm="cd"`` (coordinate-descent
 Lasso codes; --fit-algorithm lars for LARS; the same dictionary step and
 forgetting, its atoms in the ball ||d|| <= 1 and its start the data's SVD), ``shuffle=False`` so
 both see the batches in the same order, and no early stopping. Each learned
@@ -54,6 +55,7 @@ def dul_dictionary(X: np.ndarray, args, seed: int) -> tuple[np.ndarray, float]:
     model = SparseCoding(X.shape[1], args.atoms, args.lam, args.lasso_iterations)
     data = torch.from_numpy(X)
     start = time.perf_counter()
+    model.fit_inputs(data)  # as the loop does: the starting dictionary is drawn from the training items
     for _ in range(args.epochs):
         for first in range(0, len(data) - args.batch + 1, args.batch):
             model.training_step(data[first:first + args.batch], [])

@@ -358,3 +358,23 @@ def test_a_dictionary_of_more_atoms_than_training_items_is_one_line(make, family
     model.fit_inputs(torch.rand(6, 10))  # as many items as atoms: fine
     with pytest.raises(DulError, match=rf"^{family}.atoms is 6 but the training split has 5 items; .*atoms <= 5$"):
         model.fit_inputs(torch.rand(5, 10))
+
+
+def test_the_starting_dictionary_is_drawn_from_the_nonblank_training_items():
+    X = torch.zeros(8, 10)
+    X[:5] = torch.rand(5, 10) + 0.1  # three blank items that must never become atoms
+    torch.manual_seed(0)
+    model = SparseCoding(10, 4, 0.2, 20)
+    model.fit_inputs(X)
+    atoms = model.D.T  # (K, N)
+    items = X[:5] / X[:5].norm(dim=1, keepdim=True)
+    matches = (atoms @ items.T).isclose(torch.tensor(1.0)).sum(dim=1)
+    assert matches.tolist() == [1, 1, 1, 1] and len({int(i) for i in (atoms @ items.T).argmax(dim=1)}) == 4
+    torch.manual_seed(0)
+    again = SparseCoding(10, 4, 0.2, 20)
+    again.fit_inputs(X)
+    assert torch.equal(again.D, model.D)  # seeded: the same draw
+    few = SparseCoding(10, 7, 0.2, 20)  # seven atoms, five non-blank items: two stay random, all unit norm
+    few.fit_inputs(X)
+    assert torch.allclose(few.D.norm(dim=0), torch.ones(7))
+    assert (few.D.T @ items.T).isclose(torch.tensor(1.0)).any(dim=1).sum() == 5

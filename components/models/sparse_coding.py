@@ -7,8 +7,10 @@ dictionary D (N, K), ||d_j|| = 1:
 
     E(x) = min_a 0.5 ||x - D a||^2 + lam ||a||_1
 
-Training alternates, per mini-batch (Mairal, Bach, Ponce & Sapiro (2009),
-"Online dictionary learning for sparse coding", ICML, Algorithms 1 and 2):
+The dictionary starts as K training items drawn at random (``fit_inputs``,
+seeded by the loop), scaled to unit norm. Training then alternates, per
+mini-batch (Mairal, Bach, Ponce & Sapiro (2009), "Online dictionary learning
+for sparse coding", ICML, Algorithms 1 and 2):
 
 1. codes: the Lasso for every item with D fixed, by batched FISTA from zero
    (components/models/nn/lasso.py), ``lasso_iterations`` steps;
@@ -116,6 +118,20 @@ class SparseCoding(nn.Module):
         if self.code_size > len(X):
             raise DulError(f"sparse_coding.atoms is {self.code_size} but the training split has {len(X)} items; "
                            f"a dictionary cannot be learned with more atoms than items: set sparse_coding.atoms <= {len(X)}")
+        self.init_from(X)
+
+    @torch.no_grad()
+    def init_from(self, X: torch.Tensor) -> None:
+        """The starting dictionary: K training items drawn without replacement (from the
+        global generator, which the loop seeds) and scaled to unit norm, in place of the
+        random atoms. Mairal, Bach, Ponce & Sapiro (JMLR 2010), section 5: "initialized
+        with random elements of the training set". Items of zero norm (blank) are never
+        drawn; atoms left over, if there are too few others, stay random."""
+        X = flatten(X, self.D.dtype)
+        norms = X.norm(dim=1)
+        candidates = torch.nonzero(norms > 0).flatten()
+        chosen = candidates[torch.randperm(len(candidates))[:self.code_size].to(candidates.device)]
+        self.D[:, :len(chosen)] = (X[chosen] / norms[chosen, None]).T
 
     def optimizers(self, params: TrainingParams) -> list[torch.optim.Optimizer]:
         return []  # the dictionary step is a closed-form block-coordinate update, not a gradient step

@@ -82,6 +82,14 @@ def test_dvc_repro_trains_the_zoo_and_reports_its_likelihoods(repo_copy, repro):
     assert "| family | NLL (nats)" in (repo_copy / "reports/zoo/likelihood.md").read_text()
 
 
+@pytest.mark.ray
+def test_dvc_repro_probes_the_features_of_every_encoder(repo_copy, repro):
+    rows = json.loads((repo_copy / "reports/zoo/features.json").read_text())
+    assert {r["family"] for r in rows} == {"pixels", "vae", "dbn", "deep-autoencoder", "pca-2", "pca-6"}
+    assert next(r for r in rows if r["family"] == "pixels")["probe_accuracy"] > 0.9  # digits are nearly separable
+    assert "features: pixels (64 features): test accuracy" in repro.stdout
+
+
 def stale_stages(repo_copy) -> set[str]:
     status = json.loads(sh(str(BIN / "dvc"), "status", "--json", cwd=repo_copy, env=user_env()).stdout or "{}")
     return set(status)
@@ -118,8 +126,8 @@ def test_stages_are_grouped_runs_in_mlflow(repo_copy, repro):
     parents = [r for r in runs if r.data.tags.get("dul.role") == "pipeline"]
     assert len(parents) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert sorted(r.info.run_name for r in children) == ["evaluate", "finetune", "index", "ingest", "pretrain",
-                                                          "train@nade", "train@vae", "zoo"]
+    assert sorted(r.info.run_name for r in children) == ["evaluate", "features", "finetune", "index", "ingest",
+                                                          "pretrain", "train@nade", "train@vae", "zoo"]
     commit = sh("git", "rev-parse", "HEAD", cwd=repo_copy).stdout.strip()
     assert all(r.data.tags["git.commit"] == commit and r.info.status == "FINISHED" for r in children)
     lock = (repo_copy / "dvc.lock").read_text()

@@ -32,7 +32,7 @@ from components.evaluation.samples import samples_figure
 from components.evaluation.words import word_table_figure
 from components.io import content_key, save_torch, write_csv, write_json
 from components.models import registry
-from components.models.base import Density, Sampler
+from components.models.base import Density, PartitionEstimate, Sampler
 from components.training.family import family_inputs, parameter_count, split_inputs, test_figures, train_family
 
 DATA = Path("data/prepared")
@@ -82,6 +82,8 @@ def _measure(model, family: str, shape: tuple[int, ...], zoo: ZooParams, card: d
         what = f"train@{family}: test NLL ({model.estimator(zoo.test_samples)}) on {len(X)} items"
         print(what, flush=True)
         metrics |= test_figures(model, X, zoo.test_samples, progress=what)
+        if isinstance(model, PartitionEstimate):  # the log Z the figure rests on, with AIS's -3 and +3 sigma bars
+            metrics |= dict(zip(("log_z", "log_z_lower", "log_z_upper"), model.log_partition(), strict=True))
     picture = REPORTS / family / "samples.png"
     if isinstance(model, Sampler) and len(shape) == 3 and shape[0] == 1:
         with torch.no_grad():

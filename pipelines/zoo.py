@@ -4,7 +4,8 @@ Gathers reports/zoo/families/<family>/metrics.json of every family in zoo.famili
 that has a density into reports/zoo/likelihood.json (one row per family:
 ``family``, ``nll_nats`` per item, ``estimator`` (exact, elbo, is-<k>,
 ais), ``stderr``, ``bits_per_dim``, ``parameters``, ``train_seconds``, plus
-``dataset`` and ``binarization``, best first), the same as a Markdown table
+``dataset`` and ``binarization``; for an AIS-based density also ``log_z``
+with its bars ``log_z_lower`` and ``log_z_upper``; best first), the same as a Markdown table
 (reports/zoo/likelihood.md) and a CSV for DVC's bar plot, and a picture of
 samples, one row per family that samples images (reports/zoo/samples.png,
 drawn from models/zoo/<family>.pt with a fixed seed).
@@ -36,6 +37,7 @@ MODELS = Path("models/zoo")
 FAMILIES = Path("reports/zoo/families")
 REPORTS = Path("reports/zoo")
 COLUMNS = ("family", "nll_nats", "stderr", "estimator", "bits_per_dim", "parameters", "train_seconds")
+LOG_Z = ("log_z", "log_z_lower", "log_z_upper")  # families whose density rests on an AIS estimate of log Z
 SHOWN_PER_FAMILY = 10
 
 
@@ -62,7 +64,8 @@ def likelihood_rows(families) -> list[dict]:
             raise DulError(f"{path} is missing: run the stage train@{family} first (dvc repro)")
         metrics = json.loads(path.read_text())
         if "nll_nats" in metrics:
-            rows.append({k: metrics[k] for k in (*COLUMNS, "dataset", "binarization", "n_test")})
+            rows.append({k: metrics[k] for k in (*COLUMNS, "dataset", "binarization", "n_test", *LOG_Z)
+                         if k in metrics or k not in LOG_Z})
     return sorted(rows, key=lambda row: row["nll_nats"])
 
 
@@ -75,6 +78,10 @@ def markdown_table(rows: list[dict], zoo: ZooParams) -> str:
     for r in rows:
         lines.append(f"| {r['family']} | {r['nll_nats']:.2f} | {r['stderr']:.2f} | {r['estimator']} | "
                      f"{r['bits_per_dim']:.4f} | {r['parameters']:,} | {r['train_seconds']:.0f} |")
+    for r in rows:
+        if "log_z" in r:  # the NLL moves one for one with log Z: its bars are the figure's other uncertainty
+            lines.append(f"\n{r['family']}: log Z = {r['log_z']:.3f} by AIS, -3/+3 sigma bars "
+                         f"[{r['log_z_lower']:.3f}, {r['log_z_upper']:.3f}]; the NLL moves with it one for one.")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,9 @@ from the loop). Capabilities:
   estimate, and ``estimator(samples)`` saying which ("exact", "elbo",
   "is-5000", "ais", "ais-bound": a bound with log Z by AIS);
 - ``Sampler``: ``sample(n, generator) -> (n, D)``;
-- ``Reconstructor``: ``reconstruct(x) -> (B, D)`` in the data's units (evaluate's figures).
+- ``Reconstructor``: ``reconstruct(x) -> (B, D)`` in the data's units (evaluate's figures);
+- ``PartitionEstimate``: ``log_partition() -> (log Z, lower, upper)``, the AIS
+  estimate a density's log-likelihood rests on, with its bars (rbm, dbm).
 
 The rest of this module: the protocols the greedy layer-wise trainer uses.
 
@@ -101,6 +103,13 @@ class Density(Protocol):
 @runtime_checkable
 class Sampler(Protocol):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...  # (n, D)
+
+
+@runtime_checkable
+class PartitionEstimate(Protocol):
+    """A density whose log Z is estimated (by AIS): the report states it with its bars."""
+
+    def log_partition(self) -> tuple[float, float, float]: ...  # (log Z, lower, upper): AIS's -3 and +3 sigma bars
 
 
 class TiedLayer(nn.Module):

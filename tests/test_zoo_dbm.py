@@ -251,6 +251,24 @@ def test_training_by_stages_lowers_the_exact_nll():
     assert -exact_bound.item() >= after  # the bound's NLL is above the exact one
 
 
+def test_the_joint_stages_rate_falls_linearly_toward_zero_and_pretraining_keeps_it():
+    params = tiny_params(lr=0.04, epochs=6, pretrain_epochs=1)
+    model = registry.build("dbm", params, (12,)).double()
+    assert model.lr_decay and model.epochs == 6  # the default, from the params
+    optimizer = model.optimizers(params)[0]
+    rates = []
+    for epoch in range(6):
+        model.start_epoch(epoch)
+        torch.manual_seed(epoch)
+        model.training_step(prototypes_with_flips(20).double(), [optimizer])
+        rates.append(optimizer.param_groups[0]["lr"])
+    # two pretraining epochs at lr, then J = 4 joint epochs at lr * (1, 3/4, 1/2, 1/4)
+    assert rates == pytest.approx([0.04, 0.04, 0.04, 0.03, 0.02, 0.01])
+    steady = registry.build("dbm", tiny_params(lr=0.04, epochs=6, pretrain_epochs=1, lr_decay=False), (12,))
+    steady.start_epoch(5)
+    assert steady.rate_factor(2) == 1.0
+
+
 def test_pretraining_steps_are_cd1_with_the_doubled_inputs():
     v = prototypes_with_flips(20).double()
     for stage in (0, 1):

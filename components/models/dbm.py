@@ -32,6 +32,10 @@ update ``gibbs_steps`` sweeps v, h2 ~ p(. | h1), h1 ~ p(h1 | v, h2):
 
 (E is linear in each unit, so E_q[E] = E(v, mu1, mu2); the chains' h1 enters
 as its conditional mean given their v and h2, a Rao-Blackwellised statistic).
+With ``lr_decay`` the joint stage's rate falls linearly toward zero over its
+epochs, as the paper's did: the chains' statistics are a stochastic
+approximation (Younes 1989; Tieleman 2008), which converges only as the rate
+goes to zero.
 
 log_prob(x) is the variational lower bound with the mean-field posterior,
     log p(v) >= -E(v, mu1, mu2) + H(mu1) + H(mu2) - log Z,
@@ -99,6 +103,9 @@ class DBM(nn.Module):
         ais_chains: int = 100  # AIS runs for log Z (its estimate and ±3 standard-error bars)
         ais_betas: int = 14500  # AIS intermediate distributions: Salakhutdinov & Murray's schedule (500, 4000
         # and 10000 steps in [0, 0.5], [0.5, 0.9] and [0.9, 1]) scaled in proportion to this many
+        lr_decay: bool = True  # the joint stage's learning rate falls linearly toward 0 over its epochs (lr times
+        # 1, (J-1)/J, ..., 1/J for J joint epochs): the paper's "gradually decreased to zero", which the stochastic
+        # approximation of the model's statistics needs to converge; false: lr throughout
 
         def validate(self) -> None:
             self.check_training("dbm")
@@ -118,7 +125,7 @@ class DBM(nn.Module):
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], pretrain_epochs: int = 10, mean_field_steps: int = 10,
                  chains: int = 100, gibbs_steps: int = 1, init_std: float = 0.01, ais_chains: int = 100,
-                 ais_betas: int = 14500):
+                 ais_betas: int = 14500, epochs: int | None = None, lr_decay: bool = False):
         super().__init__()
         hidden = [int(size) for size in hidden]
         if n_inputs < 1 or len(hidden) != 2 or min(hidden) < 1 or pretrain_epochs < 0 or min(
@@ -129,7 +136,11 @@ class DBM(nn.Module):
                            f"{gibbs_steps}, {ais_chains} and {ais_betas}")
         self.hyperparameters = {"n_inputs": n_inputs, "hidden": hidden, "pretrain_epochs": pretrain_epochs,
                                 "mean_field_steps": mean_field_steps, "chains": chains, "gibbs_steps": gibbs_steps,
-                                "init_std": init_std, "ais_chains": ais_chains, "ais_betas": ais_betas}
+                                "init_std": init_std, "ais_chains": ais_chains, "ais_betas": ais_betas,
+                                "epochs": epochs, "lr_decay": lr_decay}
+        if lr_decay and epochs is None:
+            raise DulError("a DBM whose rate decays over the joint stage needs the run's epochs")
+        self.epochs, self.lr_decay, self.epoch = epochs, lr_decay, 0
         (H1, H2), D = hidden, n_inputs
         self.pretrain_epochs, self.mean_field_steps, self.gibbs_steps = pretrain_epochs, mean_field_steps, gibbs_steps
         self.ais_chains, self.ais_betas = ais_chains, ais_betas
@@ -151,7 +162,8 @@ class DBM(nn.Module):
     def from_params(cls, params: DBM.Params, shape: tuple[int, ...]) -> DBM:
         """A DBM for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
         return cls(math.prod(shape), params.hidden, params.pretrain_epochs, params.mean_field_steps, params.chains,
-                   params.gibbs_steps, ais_chains=params.ais_chains, ais_betas=params.ais_betas)
+                   params.gibbs_steps, ais_chains=params.ais_chains, ais_betas=params.ais_betas, epochs=params.epochs,
+                   lr_decay=params.lr_decay)
 
     @property
     def n_inputs(self) -> int:
@@ -242,6 +254,7 @@ class DBM(nn.Module):
         for the first ``pretrain_epochs``, top RBM for the next as many, joint after. Entering the
         joint stage combines the RBMs and starts the chains; stages never go back."""
         P = self.pretrain_epochs
+        self.epoch = epoch
         target = 0 if epoch < P else 1 if epoch < 2 * P else 2
         if int(self.stage) < 2 <= target:
             self.b_h1.add_(self.b_top).mul_(0.5)  # h1's input halved: the two RBMs' biases averaged
@@ -258,10 +271,21 @@ class DBM(nn.Module):
         v = flatten(x, self.W1.dtype)  # (B, D)
         optimizer.zero_grad(set_to_none=True)
         stage = int(self.stage)
+        for group in optimizer.param_groups:  # "initial_lr" is saved with the optimizer: a resumed run decays alike
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * self.rate_factor(stage)
         surrogate, error = (self._bottom_rbm, self._top_rbm, self._joint)[stage](v)
         surrogate.backward()
         optimizer.step()
         return {"loss": error, "stage": torch.tensor(float(stage))}
+
+    def rate_factor(self, stage: int) -> float:
+        """The learning rate's factor in the current epoch: 1 while pretraining (and without
+        ``lr_decay``); in joint epoch j of J, 1 - j / J."""
+        if not self.lr_decay or stage < 2:
+            return 1.0
+        joint_start = 2 * self.pretrain_epochs
+        return 1.0 - (self.epoch - joint_start) / (self.epochs - joint_start)
 
     def _bottom_rbm(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CD-1 on (v, h1) with v doubled: h ~ sigmoid(2 v W1 + b_h1), v_neg = sigmoid(h W1^T + b_v)

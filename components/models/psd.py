@@ -36,7 +36,7 @@ from torch import nn
 
 from components.errors import DulError
 from components.models.base import TrainingParams
-from components.models.nn.lasso import fista
+from components.models.nn.lasso import check_atoms, fista
 from components.models.nn.rows import flatten
 
 
@@ -92,12 +92,8 @@ class PSD(nn.Module):
                    lasso_iterations=params.lasso_iterations)
 
     def fit_inputs(self, X: torch.Tensor) -> None:
-        """Refuse a dictionary of more atoms than the training split has items: the
-        codes of N items span at most N directions, so the other atoms would only
-        ever be reset, never learned."""
-        if self.code_size > len(X):
-            raise DulError(f"psd.atoms is {self.code_size} but the training split has {len(X)} items; "
-                           f"a dictionary cannot be learned with more atoms than items: set psd.atoms <= {len(X)}")
+        """No more atoms than training items (``check_atoms``)."""
+        check_atoms("psd", self.code_size, len(X))
 
     def optimizers(self, params: TrainingParams) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=params.lr)]

@@ -55,7 +55,7 @@ from torch import nn
 
 from components.errors import DulError
 from components.models.base import TrainingParams
-from components.models.nn.lasso import fista, lasso_objective
+from components.models.nn.lasso import check_atoms, fista, lasso_objective
 from components.models.nn.rows import flatten
 
 UNUSED = 1e-6  # A_jj at or below this: the atom is re-drawn (scikit-learn's and SPAMS's threshold)
@@ -112,12 +112,8 @@ class SparseCoding(nn.Module):
                    lasso_iterations=params.lasso_iterations)
 
     def fit_inputs(self, X: torch.Tensor) -> None:
-        """Refuse a dictionary of more atoms than the training split has items: the
-        codes of N items span at most N directions, so the other atoms would only
-        ever be reset, never learned."""
-        if self.code_size > len(X):
-            raise DulError(f"sparse_coding.atoms is {self.code_size} but the training split has {len(X)} items; "
-                           f"a dictionary cannot be learned with more atoms than items: set sparse_coding.atoms <= {len(X)}")
+        """No more atoms than training items (``check_atoms``), then the starting dictionary drawn from them."""
+        check_atoms("sparse_coding", self.code_size, len(X))
         self.init_from(X)
 
     @torch.no_grad()

@@ -30,6 +30,17 @@ import math
 import torch
 
 
+def check_atoms(family: str, atoms: int, items: int) -> None:
+    """Refuse a dictionary of more atoms than the training split has items (a
+    one-line DulError naming ``<family>.atoms``): the codes of N items span at
+    most N directions, so the other atoms would only ever be reset, never learned."""
+    if atoms > items:
+        from components.errors import DulError
+
+        raise DulError(f"{family}.atoms is {atoms} but the training split has {items} items; a dictionary "
+                       f"cannot be learned with more atoms than items: set {family}.atoms <= {items}")
+
+
 def lipschitz(D: torch.Tensor) -> torch.Tensor:
     """lambda_max(D^T D), the largest eigenvalue of the small (K, K) Gram matrix: a 0-d tensor."""
     return torch.linalg.eigvalsh(D.T @ D)[-1]

@@ -172,6 +172,7 @@ def test_training_lowers_each_layers_loss_on_its_own_input():
     ({"sparsity_target": 1.0}, "stacked_autoencoder.sparsity_target is 1.0"),
     ({"hidden": [8, 4, 2], "epochs": 2}, "stacked_autoencoder.epochs is 2"),
     ({"lr": 0.0}, "stacked_autoencoder.lr is 0.0"),
+    ({"inputs": "counts"}, "stacked_autoencoder.inputs is 'counts'"),
 ])
 def test_params_validation_names_the_key(values, key):
     parse_dataclass(StackedAutoencoder.Params, "stacked_autoencoder", {})
@@ -198,3 +199,23 @@ def test_checkpoint_round_trip_and_protocols(tmp_path):
     assert (loaded.n_inputs, loaded.code_size, loaded.code_units) == (16, 3, "binary")
     assert loaded.reconstruct(x).shape == (10, 16)
     assert loaded.validation_figures(x)["valid_recon_error"] > 0
+
+
+def test_real_inputs_are_the_intensities_the_loop_hands_it(tmp_path):
+    """inputs: real gives the family the stored intensities, not the zoo's binarized draw,
+    and survives a checkpoint."""
+    from components.config import parse_section
+    from components.data import ingest
+    from components.data.binarize import family_inputs, split_inputs
+    from components.models import registry
+
+    data = tmp_path / "prepared"
+    ingest("digits", data)
+    zoo = parse_section("zoo", {})
+    real = StackedAutoencoder.from_params(dataclasses.replace(StackedAutoencoder.Params(), inputs="real"), (1, 8, 8))
+    binary = StackedAutoencoder.from_params(StackedAutoencoder.Params(), (1, 8, 8))
+    assert family_inputs(real) == "real" and family_inputs(binary) == "binary"
+    X = split_inputs(data, "train", family_inputs(real), zoo)
+    assert ((X > 0) & (X < 1)).any()  # grey levels: not binarized
+    assert set(split_inputs(data, "train", family_inputs(binary), zoo).ravel().tolist()) == {0.0, 1.0}
+    assert family_inputs(registry.load(real.to_checkpoint())) == "real"

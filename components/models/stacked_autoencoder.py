@@ -61,20 +61,21 @@ FAMILY = "stacked_autoencoder"
 
 
 class StackedAutoencoder(nn.Module):
-    """A stack of tied-weight autoencoders over D = n_inputs binary units, trained greedily (module docstring).
+    """A stack of tied-weight autoencoders over D = n_inputs units in [0, 1] (binarized or not), trained greedily (module docstring).
 
     Not a density and not a sampler: an autoencoder defines neither p(x) nor a way to draw from it.
     """
 
     family: ClassVar[str] = FAMILY
-    # Binary inputs: the zoo's binarized images (family.py's default ``inputs``, as the VAE's).
+    # ``inputs`` (an instance attribute, from its params): "binary", the zoo's binarized images (as the
+    # VAE's), or "real", the intensities in [0, 1], which the cross-entropy takes as soft targets.
     # The codes are logistic units in (0, 1), like NASH's and the DBM's mean-field mu2, which
     # are "binary" too: index and search threshold them at their training medians (base.Encoder).
     code_units = "binary"
 
     @dataclasses.dataclass(frozen=True)
     class Params(TrainingParams):
-        """A stack of tied-weight autoencoders trained greedily, layer by layer, on binary
+        """A stack of tied-weight autoencoders trained greedily, layer by layer, on binarized
         images: plain, denoising (``noise``) or sparse (``sparsity_cost``); its codes are the
         top layer's logistic units. ``epochs`` is the whole run's, split evenly over the layers."""
 
@@ -85,6 +86,8 @@ class StackedAutoencoder(nn.Module):
         sparsity_target: float = 0.05  # rho, the mean activation the KL penalty pulls each code unit toward, in (0, 1)
         sparsity_cost: float = 0.0  # the weight of the KL penalty sum_j KL(rho || rho^_j) per layer; > 0 is a sparse
         # autoencoder (Ng's CS294A notes), 0 none
+        inputs: str = "binary"  # binary: the images binarized by the zoo's protocol | real: the intensities in [0, 1]
+        # (the cross-entropy's targets are then soft, as in Vincent et al. 2010)
 
         def validate(self) -> None:
             self.check_training(FAMILY)
@@ -98,19 +101,24 @@ class StackedAutoencoder(nn.Module):
                 raise DulError(f"{FAMILY}.sparsity_cost is {self.sparsity_cost}: must be 0 or more")
             if not 0.0 < self.sparsity_target < 1.0:
                 raise DulError(f"{FAMILY}.sparsity_target is {self.sparsity_target}: must be in (0, 1)")
+            if self.inputs not in ("binary", "real"):
+                raise DulError(f"{FAMILY}.inputs is '{self.inputs}': binary or real")
             if self.epochs < len(self.hidden):
                 raise DulError(f"{FAMILY}.epochs is {self.epochs}: the run's epochs are split over the "
                                f"{len(self.hidden)} layers, so give at least {len(self.hidden)}")
 
     def __init__(self, n_inputs: int, hidden: Sequence[int], noise: float = 0.0, sparsity_target: float = 0.05,
-                 sparsity_cost: float = 0.0, epochs: int = 1):
+                 sparsity_cost: float = 0.0, epochs: int = 1, inputs: str = "binary"):
         super().__init__()
         hidden = [int(size) for size in hidden]
-        if n_inputs < 1 or not hidden or min(hidden) < 1 or epochs < len(hidden):
-            raise DulError(f"a stacked autoencoder needs n_inputs >= 1, at least one positive layer size and at "
-                           f"least one epoch per layer; got {n_inputs}, {hidden} and {epochs} epochs")
+        if n_inputs < 1 or not hidden or min(hidden) < 1 or epochs < len(hidden) or inputs not in ("binary", "real"):
+            raise DulError(f"a stacked autoencoder needs n_inputs >= 1, at least one positive layer size, at least "
+                           f"one epoch per layer and binary or real inputs; got {n_inputs}, {hidden}, {epochs} "
+                           f"epochs and {inputs!r}")
         self.hyperparameters = {"n_inputs": n_inputs, "hidden": hidden, "noise": noise,
-                                "sparsity_target": sparsity_target, "sparsity_cost": sparsity_cost, "epochs": epochs}
+                                "sparsity_target": sparsity_target, "sparsity_cost": sparsity_cost, "epochs": epochs,
+                                "inputs": inputs}
+        self.inputs = inputs
         self.epochs = epochs
         sizes = [n_inputs, *hidden]
         self.layers = nn.ModuleList(
@@ -123,7 +131,7 @@ class StackedAutoencoder(nn.Module):
     def from_params(cls, params: StackedAutoencoder.Params, shape: tuple[int, ...]) -> StackedAutoencoder:
         """A stack for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
         return cls(math.prod(shape), params.hidden, params.noise, params.sparsity_target, params.sparsity_cost,
-                   params.epochs)
+                   params.epochs, params.inputs)
 
     @property
     def n_inputs(self) -> int:

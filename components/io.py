@@ -121,6 +121,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (a Markdown report), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     """Write a list of same-keyed dicts as CSV (DVC plots read it), atomically."""
     if not rows:

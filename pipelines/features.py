@@ -36,13 +36,13 @@ from sklearn.decomposition import PCA
 from components import tracking
 from components.config import FeaturesParams, as_dict, load_params
 from components.data import item_shape, read_card, read_split
+from components.data.binarize import family_inputs, split_inputs
 from components.errors import DulError
 from components.evaluation.probe import linear_probe
-from components.io import write_csv, write_json
+from components.io import write_csv, write_json, write_text
 from components.models import registry
 from components.models.base import Encoder
 from components.models.stack import layer_from_state
-from components.data.binarize import family_inputs, split_inputs
 from pipelines._stage import entry, run
 
 DATA = Path("data/prepared")
@@ -59,17 +59,18 @@ Features = Callable[[str], np.ndarray]  # split name -> (N, F) features
 def work(params: FeaturesParams) -> None:
     zoo = load_params("zoo")
     card = read_card(DATA)
-    labels = {split: read_split(DATA, split)[1] for split in SPLITS}
+    splits = {split: read_split(DATA, split) for split in SPLITS}
+    raw, labels = ({split: splits[split][i] for split in SPLITS} for i in (0, 1))
     if (labels["train"] < 0).all():
         raise DulError(f"{card['dataset']} has no labels, so there is nothing for a linear probe to predict; "
-                       "remove the features stage's target or use a labelled dataset")
+                       "run the other stages by name (dvc repro index zoo) or use a labelled dataset")
     items = params.train_items or len(labels["train"])
     labels["train"] = labels["train"][:items]
     config = {**as_dict(params), "zoo.families": list(zoo.families), "zoo.binarization": zoo.binarization,
               "zoo.binarization_seed": zoo.binarization_seed}
     with tracking.stage_run("features", config, deps=[DATA, ZOO_MODELS]) as mlrun:
         rows = []
-        for name, features in extractors(params, zoo, card, items):
+        for name, features in extractors(params, zoo, card, raw, items):
             start = time.perf_counter()
             split_features = {split: features(split) for split in SPLITS}
             encode_seconds = time.perf_counter() - start
@@ -84,16 +85,17 @@ def work(params: FeaturesParams) -> None:
         write_json(REPORTS / "features.json", rows)
         write_csv(REPORTS / "features.csv", [{"family": r["family"], "probe_accuracy": r["probe_accuracy"]}
                                              for r in rows])
-        (REPORTS / "features.md").write_text(markdown_table(rows, params, zoo))
+        write_text(REPORTS / "features.md", markdown_table(rows, params, zoo))
         mlrun.log_metrics({f"{r['family']}_probe_accuracy": r["probe_accuracy"] for r in rows})
         for name in ("features.json", "features.md"):
             mlrun.log_artifact(REPORTS / name, "zoo")
 
 
-def extractors(params: FeaturesParams, zoo, card: dict, items: int) -> list[tuple[str, Features]]:
-    """(row name, features of a split) for the raw inputs, every encoding zoo family,
-    the flagship's models (features.flagship) and PCA at every size they use."""
-    raw = {split: read_split(DATA, split)[0] for split in SPLITS}
+def extractors(params: FeaturesParams, zoo, card: dict, raw: dict[str, np.ndarray],
+               items: int) -> list[tuple[str, Features]]:
+    """(row name, features of a split) for the raw inputs (``raw``: split -> intensities or
+    counts), every encoding zoo family, the flagship's models (features.flagship) and PCA
+    at every size they use."""
     found: list[tuple[str, Features]] = [("pixels" if len(item_shape(card, DATA)) == 3 else "counts",
                                           raw.__getitem__)]
     sizes = set(params.pca)

@@ -27,7 +27,7 @@ from components.config import ZooParams, as_dict
 from components.data import item_shape, read_card
 from components.errors import DulError
 from components.evaluation.samples import samples_figure
-from components.io import write_csv, write_json
+from components.io import write_csv, write_json, write_text
 from components.models import registry
 from components.models.base import Sampler
 from pipelines._stage import entry, run
@@ -47,7 +47,7 @@ def work(zoo: ZooParams) -> None:
         write_json(REPORTS / "likelihood.json", rows)
         write_csv(REPORTS / "likelihood.csv", [{"family": r["family"], "nll_nats": r["nll_nats"]} for r in rows]
                   or [{"family": "none", "nll_nats": 0.0}])
-        (REPORTS / "likelihood.md").write_text(markdown_table(rows, zoo))
+        write_text(REPORTS / "likelihood.md", markdown_table(rows, zoo))
         drawn = samples_grid(zoo.families)
         mlrun.log_metrics({f"{r['family']}_nll_nats": r["nll_nats"] for r in rows})
         for name in ("likelihood.json", "likelihood.md", *(["samples.png"] if drawn else [])):

@@ -78,8 +78,9 @@ SHARED_LAYERS = "components/models/nn"  # layers the zoo families share: one fol
 
 
 def stage_code(stage: str) -> list[str]:
-    """The code deps dvc.yaml declares for ``stage`` (``train``: the zoo's stage template)."""
-    if stage != "train":
+    """The code deps dvc.yaml declares for ``stage`` (``train``, ``variant``: the zoo's stage templates,
+    whose ``${item}`` is the family)."""
+    if stage not in ("train", "variant"):
         return import_closure(f"pipelines.{stage}")
     shared = [f for f in import_closure("pipelines.train") if f != REGISTRY]
     return sorted(shared + [SHARED_LAYERS, "components/models/${item}.py"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,7 @@ from components.errors import DulError, did_you_mean
 from components.params_file import MAX_PARAMS_BYTES, read_yaml  # noqa: F401 (MAX_PARAMS_BYTES re-exported)
 
 PARAMS_FILE = "params.yaml"
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a zoo variant's name: a stage, file and section name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +258,9 @@ class ZooParams(RayParams):
     protocol, and how their test likelihoods are estimated (reports/zoo/)."""
 
     families: tuple[str, ...] = ()  # the families dvc repro trains (train@<family>), each with its own section
+    variants: dict[str, str] = dataclasses.field(default_factory=dict)  # more rows of the reports: name -> family,
+    # each trained by its stage variant@<name> with its own section <name>: (that family's keys), e.g.
+    # {helmholtz-rws: helmholtz, helmholtz-wake-sleep: helmholtz} for one family under two settings
     binarization: str = "fixed"  # threshold (x > 0.5) | fixed (one seeded draw, Larochelle & Murray) | dynamic
     binarization_seed: int = 0  # the fixed draw (and the validation and test draw under dynamic)
     test_samples: int = 5000  # importance samples per test item for IS estimates (the IWAE paper's k)
@@ -273,6 +278,20 @@ class ZooParams(RayParams):
             _check_choice("zoo.families", family, ZOO_FAMILIES)
         if len(set(self.families)) != len(self.families):
             raise DulError(f"zoo.families lists a family twice: {list(self.families)}")
+        for name, family in self.variants.items():
+            _check_choice(f"zoo.variants.{name}", family, ZOO_FAMILIES)
+            if name in ZOO_FAMILIES or name in SECTIONS or not VARIANT_NAME.fullmatch(name):
+                raise DulError(f"zoo.variants: '{name}' cannot name a variant; use lower-case letters, digits, '-' "
+                               f"and '_', not a family's or a section's name (e.g. {family}-2)")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every row the zoo trains: the listed families, then the variants."""
+        return (*self.families, *self.variants)
+
+    def family_of(self, name: str) -> str:
+        """The registry family of a row: a variant's family, or the name itself."""
+        return self.variants.get(name, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,9 +355,12 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
         raise DulError(f"{path}: expected a mapping of stage sections at the top level")
     from components.models.registry import ZOO_FAMILIES
 
+    variants = (raw.get("zoo") or {}).get("variants") or {}
+    variants = variants if isinstance(variants, dict) else {}  # the zoo section's own check names the problem
     for name in raw:
-        if name not in SECTIONS and name not in ZOO_FAMILIES:
-            raise DulError(f"{path}: unknown section '{name}'; {did_you_mean(name, [*SECTIONS, *ZOO_FAMILIES])}")
+        if name not in SECTIONS and name not in ZOO_FAMILIES and name not in variants:
+            raise DulError(f"{path}: unknown section '{name}'; "
+                           f"{did_you_mean(name, [*SECTIONS, *ZOO_FAMILIES, *variants])}")
     listed = (raw.get("zoo") or {}).get("families") or ()
     for name in raw:
         if name in ZOO_FAMILIES and name not in (listed or ()):
@@ -347,12 +369,14 @@ def read_params_file(path: str | Path = PARAMS_FILE) -> dict:
     return raw
 
 
-def load_family_params(family: str, path: str | Path = PARAMS_FILE):
-    """Family ``family``'s params section (defaults for keys it does not set), checked."""
+def load_family_params(name: str, path: str | Path = PARAMS_FILE):
+    """Zoo row ``name``'s params section (defaults for keys it does not set), checked:
+    a family's own section, or a variant's (zoo.variants) with its family's keys."""
     from components.models.registry import params_class
 
     raw = read_params_file(path)
-    return parse_dataclass(params_class(family), family, raw.get(family) or {})
+    family = parse_section("zoo", raw.get("zoo") or {}).family_of(name)
+    return parse_dataclass(params_class(family), name, raw.get(name) or {})
 
 
 def parse_section(section: str, values: dict):
@@ -404,6 +428,11 @@ def _coerce(key: str, value, hint):
             return value
         (hint,) = options
         origin = typing.get_origin(hint)
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise DulError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(f"{key} key", k, key_hint): _coerce(f"{key}.{k}", v, value_hint) for k, v in value.items()}
     if origin is tuple:
         (item,) = typing.get_args(hint)[:1]
         if not isinstance(value, list):

@@ -66,8 +66,8 @@ def work(params: FeaturesParams) -> None:
                        "run the other stages by name (dvc repro index zoo) or use a labelled dataset")
     items = params.train_items or len(labels["train"])
     labels["train"] = labels["train"][:items]
-    config = {**as_dict(params), "zoo.families": list(zoo.families), "zoo.binarization": zoo.binarization,
-              "zoo.binarization_seed": zoo.binarization_seed}
+    config = {**as_dict(params), "zoo.families": list(zoo.families), "zoo.variants": dict(zoo.variants),
+              "zoo.binarization": zoo.binarization, "zoo.binarization_seed": zoo.binarization_seed}
     with tracking.stage_run("features", config, deps=[DATA, ZOO_MODELS]) as mlrun:
         rows = []
         for name, features in extractors(params, zoo, card, raw, items):
@@ -99,7 +99,7 @@ def extractors(params: FeaturesParams, zoo, card: dict, raw: dict[str, np.ndarra
     found: list[tuple[str, Features]] = [("pixels" if len(item_shape(card, DATA)) == 3 else "counts",
                                           raw.__getitem__)]
     sizes = set(params.pca)
-    for family in zoo.families:
+    for family in zoo.names:
         model = registry.load(ZOO_MODELS / f"{family}.pt")
         if isinstance(model, Encoder):
             sizes.add(model.code_size)

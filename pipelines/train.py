@@ -1,5 +1,6 @@
 """Stage train@<family>: train one zoo family and measure it (DVC runs one per
-entry of zoo.families).
+entry of zoo.families, and variant@<name> per entry of zoo.variants: a family
+under its own section, e.g. helmholtz-rws, whose files and rows take its name).
 
 Reads data/prepared and the family's own params section (params.yaml
 ``<family>:``) plus the zoo's protocol (``zoo``: binarization, test
@@ -40,24 +41,28 @@ MODELS = Path("models/zoo")
 REPORTS = Path("reports/zoo/families")
 
 
-def work(family: str, params, zoo: ZooParams) -> dict:
+def work(name: str, params, zoo: ZooParams) -> dict:
+    """Train zoo row ``name`` (a family, or a variant of one) with ``params`` and measure it."""
     card = read_card(DATA)
     shape = item_shape(card, DATA)
-    stage = f"train@{family}"
+    family = zoo.family_of(name)
+    stage = f"variant@{name}" if name in zoo.variants else f"train@{name}"
     with tracking.stage_run(stage, {**as_dict(params), **{f"zoo.{k}": v for k, v in as_dict(zoo).items()}},
                             deps=[DATA]) as mlrun:
         start = time.perf_counter()
         result = train_family(family, DATA, shape, params, zoo, key=content_key(family, as_dict(params),
-                                                                                _protocol(zoo), card))
+                                                                                _protocol(zoo), card), name=name)
         seconds = time.perf_counter() - start
-        out = MODELS / f"{family}.pt"
+        out = MODELS / f"{name}.pt"
         save_torch(out, result["checkpoint"])
         model = registry.load(result["checkpoint"])
-        metrics = _measure(model, family, shape, zoo, card) | {"train_seconds": round(seconds, 1)}
-        folder = REPORTS / family
+        metrics = _measure(model, name, shape, zoo, card) | {"train_seconds": round(seconds, 1)}
+        if name != family:
+            metrics["variant_of"] = family
+        folder = REPORTS / name
         write_csv(folder / "curve.csv", result["history"])
         write_json(folder / "metrics.json", metrics)
-        mlrun.log_history(result["history"], prefix=f"{family}_")
+        mlrun.log_history(result["history"], prefix=f"{name}_")
         mlrun.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlrun.log_artifact(out, "model")
         for name in ("metrics.json", "curve.csv", "samples.png"):
@@ -73,39 +78,41 @@ def _protocol(zoo: ZooParams) -> dict:
     return {"binarization": zoo.binarization, "binarization_seed": zoo.binarization_seed}
 
 
-def _measure(model, family: str, shape: tuple[int, ...], zoo: ZooParams, card: dict) -> dict:
-    metrics = {"family": family, "parameters": parameter_count(model), "dataset": card["dataset"],
+def _measure(model, name: str, shape: tuple[int, ...], zoo: ZooParams, card: dict) -> dict:
+    metrics = {"family": name, "parameters": parameter_count(model), "dataset": card["dataset"],
                "binarization": zoo.binarization if family_inputs(model) == "binary" else f"none ({family_inputs(model)})"}
     if isinstance(model, Density):
         X = split_inputs(DATA, "test", family_inputs(model), zoo)
         X = X[:zoo.test_items] if zoo.test_items else X
-        what = f"train@{family}: test NLL ({model.estimator(zoo.test_samples)}) on {len(X)} items"
+        what = f"{name}: test NLL ({model.estimator(zoo.test_samples)}) on {len(X)} items"
         print(what, flush=True)
         metrics |= test_figures(model, X, zoo.test_samples, progress=what)
         if isinstance(model, PartitionEstimate):  # the log Z the figure rests on, with AIS's -3 and +3 sigma bars
             metrics |= dict(zip(("log_z", "log_z_lower", "log_z_upper"), model.log_partition(), strict=True))
-    picture = REPORTS / family / "samples.png"
+    picture = REPORTS / name / "samples.png"
     if isinstance(model, Sampler) and len(shape) == 3 and shape[0] == 1:
         with torch.no_grad():
             drawn = model.sample(zoo.samples, torch.Generator().manual_seed(0))
-        samples_figure(drawn, shape[1:], picture, title=f"{family}: {zoo.samples} samples")
+        samples_figure(drawn, shape[1:], picture, title=f"{name}: {zoo.samples} samples")
     else:
         why = "it does not sample" if not isinstance(model, Sampler) else "its items are not grey images"
-        word_table_figure(picture, {"": [f"no samples drawn: {why}"]}, f"{family}: samples")
+        word_table_figure(picture, {"": [f"no samples drawn: {why}"]}, f"{name}: samples")
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("family", help="a family listed in zoo.families (params.yaml)")
+    parser.add_argument("family", help="a family listed in zoo.families, or a variant named in zoo.variants "
+                                           "(params.yaml)")
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         zoo = load_params("zoo", args.params)
-        if args.family not in zoo.families:
-            raise DulError(f"{args.family} is not in zoo.families ({', '.join(zoo.families)}); add it there "
-                           "and give it a params section")
+        if args.family not in zoo.names:
+            raise DulError(f"{args.family} is neither in zoo.families ({', '.join(zoo.families)}) nor in "
+                           f"zoo.variants ({', '.join(zoo.variants) or 'none'}); add it there and give it a "
+                           "params section")
         work(args.family, load_family_params(args.family, args.params), zoo)
     except DulError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Stage zoo: one likelihood report across the families the zoo trained.
 
 Gathers reports/zoo/families/<family>/metrics.json of every family in zoo.families
-that has a density into reports/zoo/likelihood.json (one row per family:
+and every variant in zoo.variants (its row named by the variant, with ``variant_of``) that has a density into reports/zoo/likelihood.json (one row per family:
 ``family``, ``nll_nats`` per item, ``estimator`` (exact, elbo, is-<k>,
 ais), ``stderr``, ``bits_per_dim``, ``parameters``, ``train_seconds``, plus
 ``dataset`` and ``binarization``; for an AIS-based density also ``log_z``
@@ -38,17 +38,18 @@ FAMILIES = Path("reports/zoo/families")
 REPORTS = Path("reports/zoo")
 COLUMNS = ("family", "nll_nats", "stderr", "estimator", "bits_per_dim", "parameters", "train_seconds")
 LOG_Z = ("log_z", "log_z_lower", "log_z_upper")  # families whose density rests on an AIS estimate of log Z
+OPTIONAL = (*LOG_Z, "variant_of")  # in a row only where its family's metrics have them
 SHOWN_PER_FAMILY = 10
 
 
 def work(zoo: ZooParams) -> None:
     with tracking.stage_run("zoo", as_dict(zoo), deps=[FAMILIES, MODELS]) as mlrun:
-        rows = likelihood_rows(zoo.families)
+        rows = likelihood_rows(zoo.names)
         write_json(REPORTS / "likelihood.json", rows)
         write_csv(REPORTS / "likelihood.csv", [{"family": r["family"], "nll_nats": r["nll_nats"]} for r in rows]
                   or [{"family": "none", "nll_nats": 0.0}])
         write_text(REPORTS / "likelihood.md", markdown_table(rows, zoo))
-        drawn = samples_grid(zoo.families)
+        drawn = samples_grid(zoo.names)
         mlrun.log_metrics({f"{r['family']}_nll_nats": r["nll_nats"] for r in rows})
         for name in ("likelihood.json", "likelihood.md", *(["samples.png"] if drawn else [])):
             mlrun.log_artifact(REPORTS / name, "zoo")
@@ -61,11 +62,11 @@ def likelihood_rows(families) -> list[dict]:
     for family in families:
         path = FAMILIES / family / "metrics.json"
         if not path.exists():
-            raise DulError(f"{path} is missing: run the stage train@{family} first (dvc repro)")
+            raise DulError(f"{path} is missing: run {family}'s stage (train@ or variant@) first (dvc repro)")
         metrics = json.loads(path.read_text())
         if "nll_nats" in metrics:
-            rows.append({k: metrics[k] for k in (*COLUMNS, "dataset", "binarization", "n_test", *LOG_Z)
-                         if k in metrics or k not in LOG_Z})
+            rows.append({k: metrics[k] for k in (*COLUMNS, "dataset", "binarization", "n_test", *OPTIONAL)
+                         if k in metrics or k not in OPTIONAL})
     return sorted(rows, key=lambda row: row["nll_nats"])
 
 

@@ -69,6 +69,18 @@ def test_the_zoo_stage_deps_are_the_shared_code_and_the_familys_own_file():
     assert "components/models/${item}.py" in DVC["train"]["do"]["deps"]
 
 
+def test_a_variant_stage_is_the_train_stage_keyed_by_the_variants_name():
+    """variant@<name> (zoo.variants: name -> family) runs the same script on the variant's own
+    section and files, and depends on its family's file: ${key} is the name, ${item} the family."""
+    variant, train = DVC["variant"], DVC["train"]
+    assert variant["foreach"] == "${zoo.variants}"
+    assert variant["do"]["cmd"] == "python -m pipelines.train ${key}"
+    assert variant["do"]["deps"] == train["do"]["deps"]  # components/models/${item}.py: the family's file
+    as_train = yaml.safe_dump(variant["do"]).replace("${key}", "${item}")
+    assert yaml.safe_load(as_train) == {**train["do"], "cmd": "python -m pipelines.train ${item}"}
+    assert {"zoo": {"variants": {}}} in yaml.safe_load((REPO / "dvc.yaml").read_text())["vars"]  # the default
+
+
 @pytest.mark.parametrize("family", ZOO_FAMILIES)
 def test_a_family_imports_only_its_own_file_and_shared_code(family):
     """Touching one family's file stales that family's stage only: no family imports another's."""

@@ -137,17 +137,20 @@ def family_phase(config: dict) -> loop.Phase:
 def family_loop(config: dict) -> None:
     """Ray Train worker (or ``loop.run_in_process``): a family's training through the loop."""
     session = loop.worker_session(config)  # first: on a cluster it fetches the inputs the config points to
-    loop.train([family_phase(config)], session, stage=f"train@{config['family']}")
+    loop.train([family_phase(config)], session, stage=f"train@{config.get('name', config['family'])}")
 
 
-def train_family(family: str, data_dir: str | Path, shape: tuple[int, ...], params, zoo: ZooParams, key: str) -> dict:
-    """Train ``family`` as a Ray Train job; return ``{"checkpoint", "history"}``."""
+def train_family(family: str, data_dir: str | Path, shape: tuple[int, ...], params, zoo: ZooParams, key: str,
+                 name: str | None = None) -> dict:
+    """Train ``family`` as a Ray Train job (``name``: the zoo row it is, a variant's name;
+    default the family); return ``{"checkpoint", "history"}``."""
     from components.training import runtime
 
-    config = {"family": family, "data_dir": str(Path(data_dir).resolve()), "shape": list(shape),
+    name = name or family
+    config = {"family": family, "name": name, "data_dir": str(Path(data_dir).resolve()), "shape": list(shape),
               "params": params, "zoo": zoo}
-    state = runtime.fit(family_loop, config, name=f"{family}-{key}", params=zoo, total_steps=params.epochs,
-                        desc=family, section="zoo")
+    state = runtime.fit(family_loop, config, name=f"{name}-{key}", params=zoo, total_steps=params.epochs,
+                        desc=name, section="zoo")
     (checkpoint,) = state["done"]
     return {"checkpoint": checkpoint, "history": state["history"]}
 

@@ -16,7 +16,6 @@ import types
 import typing
 from pathlib import Path
 
-
 from components.errors import DulError, did_you_mean
 from components.params_file import MAX_PARAMS_BYTES, read_yaml  # noqa: F401 (MAX_PARAMS_BYTES re-exported)
 

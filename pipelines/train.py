@@ -26,7 +26,13 @@ from pathlib import Path
 import torch
 
 from components import tracking
-from components.config import PARAMS_FILE, ZooParams, as_dict, load_family_params, load_params
+from components.config import (
+    PARAMS_FILE,
+    ZooParams,
+    as_dict,
+    load_family_params,
+    load_params,
+)
 from components.data import item_shape, read_card
 from components.errors import DulError
 from components.evaluation.samples import samples_figure
@@ -34,7 +40,13 @@ from components.evaluation.words import word_table_figure
 from components.io import content_key, save_torch, write_csv, write_json
 from components.models import registry
 from components.models.base import Density, PartitionEstimate, Sampler
-from components.training.family import family_inputs, parameter_count, split_inputs, test_figures, train_family
+from components.training.family import (
+    family_inputs,
+    parameter_count,
+    split_inputs,
+    test_figures,
+    train_family,
+)
 
 DATA = Path("data/prepared")
 MODELS = Path("models/zoo")
@@ -65,8 +77,8 @@ def work(name: str, params, zoo: ZooParams) -> dict:
         mlrun.log_history(result["history"], prefix=f"{name}_")
         mlrun.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlrun.log_artifact(out, "model")
-        for name in ("metrics.json", "curve.csv", "samples.png"):
-            mlrun.log_artifact(folder / name, "zoo")
+        for file in ("metrics.json", "curve.csv", "samples.png"):
+            mlrun.log_artifact(folder / file, "zoo")
         mlrun.tag_files("outs", [out])
     shown = f"test NLL {metrics['nll_nats']:.2f} nats ({metrics['estimator']})" if "nll_nats" in metrics else "trained"
     print(f"{stage}: {metrics['parameters']} parameters -> {out}; {shown}")

@@ -35,11 +35,13 @@ from components.config import (
 )
 from components.data import item_shape, read_card
 from components.errors import DulError
+from components.evaluation import filters_figure
+from components.evaluation.codes import codes_figure
 from components.evaluation.samples import samples_figure
 from components.evaluation.words import word_table_figure
 from components.io import content_key, save_torch, write_csv, write_json
 from components.models import registry
-from components.models.base import Density, PartitionEstimate, Sampler
+from components.models.base import Density, Encoder, Filters, PartitionEstimate, Sampler
 from components.training.family import (
     family_inputs,
     parameter_count,
@@ -51,6 +53,8 @@ from components.training.family import (
 DATA = Path("data/prepared")
 MODELS = Path("models/zoo")
 REPORTS = Path("reports/zoo/families")
+FILTERS_SHOWN = 100  # filters drawn per family
+ENCODE_BATCH = 500  # test items encoded at once for the codes' figure
 
 
 def work(name: str, params, zoo: ZooParams) -> dict:
@@ -77,7 +81,7 @@ def work(name: str, params, zoo: ZooParams) -> dict:
         mlrun.log_history(result["history"], prefix=f"{name}_")
         mlrun.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         mlrun.log_artifact(out, "model")
-        for file in ("metrics.json", "curve.csv", "samples.png"):
+        for file in ("metrics.json", "curve.csv", "samples.png", "filters.png", "codes.png"):
             mlrun.log_artifact(folder / file, "zoo")
         mlrun.tag_files("outs", [out])
     shown = f"test NLL {metrics['nll_nats']:.2f} nats ({metrics['estimator']})" if "nll_nats" in metrics else "trained"
@@ -93,22 +97,36 @@ def _protocol(zoo: ZooParams) -> dict:
 def _measure(model, name: str, shape: tuple[int, ...], zoo: ZooParams, card: dict) -> dict:
     metrics = {"family": name, "parameters": parameter_count(model), "dataset": card["dataset"],
                "binarization": zoo.binarization if family_inputs(model) == "binary" else f"none ({family_inputs(model)})"}
+    X = split_inputs(DATA, "test", family_inputs(model), zoo)
+    X = X[:zoo.test_items] if zoo.test_items else X
     if isinstance(model, Density):
-        X = split_inputs(DATA, "test", family_inputs(model), zoo)
-        X = X[:zoo.test_items] if zoo.test_items else X
         what = f"{name}: test NLL ({model.estimator(zoo.test_samples)}) on {len(X)} items"
         print(what, flush=True)
         metrics |= test_figures(model, X, zoo.test_samples, progress=what)
         if isinstance(model, PartitionEstimate):  # the log Z the figure rests on, with AIS's -3 and +3 sigma bars
             metrics |= dict(zip(("log_z", "log_z_lower", "log_z_upper"), model.log_partition(), strict=True))
-    picture = REPORTS / name / "samples.png"
-    if isinstance(model, Sampler) and len(shape) == 3 and shape[0] == 1:
+    folder, grey = REPORTS / name, len(shape) == 3 and shape[0] == 1
+    if isinstance(model, Sampler) and grey:
         with torch.no_grad():
             drawn = model.sample(zoo.samples, torch.Generator().manual_seed(0))
-        samples_figure(drawn, shape[1:], picture, title=f"{name}: {zoo.samples} samples")
+        samples_figure(drawn, shape[1:], folder / "samples.png", title=f"{name}: {zoo.samples} samples")
     else:
         why = "it does not sample" if not isinstance(model, Sampler) else "its items are not grey images"
-        word_table_figure(picture, {"": [f"no samples drawn: {why}"]}, f"{name}: samples")
+        word_table_figure(folder / "samples.png", {"": [f"no samples drawn: {why}"]}, f"{name}: samples")
+    if isinstance(model, Filters) and grey:
+        W = model.filters().float().cpu().numpy()
+        filters_figure(folder / "filters.png", W, shape[1:], n=FILTERS_SHOWN,
+                       title=f"{name}: first-layer filters, {min(FILTERS_SHOWN, W.shape[1])} of {W.shape[1]}")
+    else:
+        why = "it has no first-layer filters" if not isinstance(model, Filters) else "its items are not grey images"
+        word_table_figure(folder / "filters.png", {"": [f"no filters drawn: {why}"]}, f"{name}: filters")
+    if isinstance(model, Encoder):  # how sparse its codes of the test items are
+        model.eval()
+        with torch.no_grad():
+            codes = torch.cat([model.encode(x) for x in torch.from_numpy(X).split(ENCODE_BATCH)]).float().numpy()
+        metrics |= codes_figure(folder / "codes.png", codes, f"{name}: codes of {len(codes)} test items")
+    else:
+        word_table_figure(folder / "codes.png", {"": ["no codes: it does not encode"]}, f"{name}: codes")
     return metrics
 
 

@@ -78,7 +78,9 @@ def test_dvc_repro_trains_the_zoo_and_reports_its_likelihoods(repo_copy, repro):
     assert all(r["nll_nats"] > 0 and r["stderr"] > 0 and r["binarization"] == "fixed" for r in rows)
     for family in ("vae", "nade"):
         assert (repo_copy / f"models/zoo/{family}.pt").stat().st_size > 0
-        assert (repo_copy / f"reports/zoo/families/{family}/samples.png").stat().st_size > 0
+        for picture in ("samples.png", "filters.png", "codes.png"):  # a picture, or a note why there is none
+            assert (repo_copy / f"reports/zoo/families/{family}/{picture}").stat().st_size > 0
+    assert 0 < json.loads((repo_copy / "reports/zoo/families/vae/metrics.json").read_text())["code_sparsity"] < 1
     assert "| family | NLL (nats)" in (repo_copy / "reports/zoo/likelihood.md").read_text()
 
 

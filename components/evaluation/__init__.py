@@ -83,7 +83,8 @@ def reconstruction_figure(path: str | Path, rows: dict[str, np.ndarray], shape: 
     _save(fig, path)
 
 
-def filters_figure(path: str | Path, W: np.ndarray, shape: tuple[int, int], n: int = 100) -> None:
+def filters_figure(path: str | Path, W: np.ndarray, shape: tuple[int, int], n: int = 100,
+                   title: str | None = None) -> None:
     """The first layer's receptive fields: the weights into each of the first
     ``n`` hidden units, W[:, j] reshaped to the image, each scaled to its own range."""
     n = min(n, W.shape[1])
@@ -97,7 +98,7 @@ def filters_figure(path: str | Path, W: np.ndarray, shape: tuple[int, int], n: i
             if len(shape) == 3:  # colour: scale each filter to [0, 1] for imshow
                 w = (w - w.min()) / max(w.max() - w.min(), 1e-12)
             ax.imshow(w, cmap="gray")
-    fig.suptitle(f"First-layer filters: weights into {n} of {W.shape[1]} hidden units", fontsize=10)
+    fig.suptitle(title or f"First-layer filters: weights into {n} of {W.shape[1]} hidden units", fontsize=10)
     _save(fig, path)
 
 

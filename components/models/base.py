@@ -106,6 +106,14 @@ class Sampler(Protocol):
 
 
 @runtime_checkable
+class Filters(Protocol):
+    """A model whose first layer reads the input through filters (dictionary atoms, weights
+    into hidden units): train@ draws them as images, reports/zoo/families/<name>/filters.png."""
+
+    def filters(self) -> torch.Tensor: ...  # (D, K): filter k is column k, in the input's space
+
+
+@runtime_checkable
 class PartitionEstimate(Protocol):
     """A density whose log Z is estimated (by AIS): the report states it with its bars."""
 

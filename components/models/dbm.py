@@ -383,6 +383,10 @@ class DBM(nn.Module):
         h1 = (uniforms(n, self.W1.shape[1], generator, self.W1) < 0.5).to(self.W1.dtype)
         return self.v_mean(self.gibbs(h1, self.SAMPLE_STEPS, generator)[1])
 
+    def filters(self) -> torch.Tensor:
+        """(D, K): the weights between the visible units and each first-layer hidden unit, one a column (``Filters``: the picture of what the first layer learned)."""
+        return self.W1.detach()
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, H2): mu2 of the mean-field posterior, the top layer's, which sees the

@@ -261,6 +261,10 @@ class HelmholtzMachine(nn.Module):
         """(n, D): the means of p(x | h_1), probabilities, at h ~ p drawn ancestrally."""
         return self.dream(n, generator)[0]
 
+    def filters(self) -> torch.Tensor:
+        """(D, K): the recognition weights into each first-layer unit, one a column (``Filters``: the picture of what the first layer learned)."""
+        return self.recognition[0].weight.T.detach()
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, H_1): q(h_1 = 1 | x) = sigmoid(R_1 x + r_1)."""

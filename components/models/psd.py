@@ -131,6 +131,10 @@ class PSD(nn.Module):
             self.D.div_(self.D.norm(dim=0))
         return {"loss": parts["energy"].mean().detach(), "prediction_error": parts["prediction"].mean().detach()}
 
+    def filters(self) -> torch.Tensor:
+        """(D, K): the dictionary's atoms, one a column, unit norm (the encoder learns to predict their codes) (``Filters``: the picture of what the first layer learned)."""
+        return self.D.detach()
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) (B, K): the encoder's one pass, PSD's fast approximation of the sparse code."""

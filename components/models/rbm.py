@@ -444,6 +444,10 @@ class RBM(BernoulliRBM):
     def code_size(self) -> int:
         return self.n_hidden
 
+    def filters(self) -> torch.Tensor:
+        """(D, K): the weights into each hidden unit, one a column (``Filters``: the picture of what the first layer learned)."""
+        return self.W.detach()
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, H) features: the hidden units' probabilities E[h | v] = sigmoid(b_h + v W)."""
         return self.h_mean(x)

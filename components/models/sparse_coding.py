@@ -178,6 +178,10 @@ class SparseCoding(nn.Module):
             if norms[i] > 0:
                 self.D[:, j] = residual[i] / norms[i]
 
+    def filters(self) -> torch.Tensor:
+        """(D, K): the dictionary's atoms, one a column, unit norm (``Filters``: the picture of what the first layer learned)."""
+        return self.D.detach()
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The Lasso codes (B, K) of x (B, N) with the learned dictionary (FISTA, ``lasso_iterations`` steps)."""

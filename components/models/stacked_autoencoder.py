@@ -195,6 +195,10 @@ class StackedAutoencoder(nn.Module):
 
     # ---- the capabilities: Encoder, Reconstructor ----
 
+    def filters(self) -> torch.Tensor:
+        """(D, K): the first layer's weights into each of its hidden units, one a column (``Filters``: the picture of what the first layer learned)."""
+        return self.layers[0].W.detach()
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """h_L (B, H_L): the clean input up through every layer."""

@@ -120,6 +120,21 @@ class PartitionEstimate(Protocol):
     def log_partition(self) -> tuple[float, float, float]: ...  # (log Z, lower, upper): AIS's -3 and +3 sigma bars
 
 
+class Checkpointed:
+    """``to_checkpoint`` and ``from_checkpoint`` for a family whose constructor takes exactly
+    its ``hyperparameters``: the checkpoint is ``{"family", "params", "state_dict"}``, and
+    loading builds the model from ``params`` and loads every tensor (strictly)."""
+
+    def to_checkpoint(self) -> dict:
+        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict):
+        model = cls(**checkpoint["params"])
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+        return model
+
+
 class TiedLayer(nn.Module):
     """The parameters every greedy layer has (RBM or autoencoder layer): weights
     W (D, H) drawn as init_std * N(0, 1), visible biases b_v (D,) and hidden

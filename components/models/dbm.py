@@ -55,7 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.ais import ais_log_partition, scaled_beta_schedule
 from components.models.nn.rows import flatten, uniforms
 
@@ -72,7 +72,7 @@ def rbm_energy(a: torch.Tensor, h: torch.Tensor, W: torch.Tensor, b_a: torch.Ten
     return -((a @ W) * h).sum(-1) - a @ b_a - h @ b_h
 
 
-class DBM(nn.Module):
+class DBM(Checkpointed, nn.Module):
     """A two-hidden-layer DBM over D = n_inputs binary units (see the module docstring).
 
     Optimizer: SGD with momentum (the paper's), not Adam. The model's statistics
@@ -392,12 +392,3 @@ class DBM(nn.Module):
         """(B, D) -> (B, H2): mu2 of the mean-field posterior, the top layer's, which sees the
         data through both layers (mu1 feeds it and it feeds mu1 back)."""
         return self.mean_field(flatten(x, self.W1.dtype), self.mean_field_steps)[1]
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> DBM:
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model

@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError, did_you_mean
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.gaussian_latent import CHUNK_ELEMENTS
 from components.models.nn.rows import flatten, uniforms
 
@@ -77,7 +77,7 @@ def check_layers(layers: Sequence[int], where: str) -> None:
         raise DulError(f"{where} is {list(layers)}: give at least one layer, every size positive")
 
 
-class HelmholtzMachine(nn.Module):
+class HelmholtzMachine(Checkpointed, nn.Module):
     """Sigmoid belief net p with recognition net q (see the module docstring)."""
 
     family: ClassVar[str] = "helmholtz"
@@ -269,12 +269,3 @@ class HelmholtzMachine(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, H_1): q(h_1 = 1 | x) = sigmoid(R_1 x + r_1)."""
         return torch.sigmoid(self.recognition[0](self.flat(x)))
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> HelmholtzMachine:
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model

@@ -26,7 +26,11 @@ from typing import ClassVar
 import torch
 
 from components.errors import DulError
-from components.models.nn.gaussian_latent import GaussianLatentModel, LatentParams, check_positive
+from components.models.nn.gaussian_latent import (
+    GaussianLatentModel,
+    LatentParams,
+    check_positive,
+)
 
 
 class IWAE(GaussianLatentModel):

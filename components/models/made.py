@@ -39,12 +39,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError
-from components.models.base import TrainingParams
-from components.models.nn.rows import flatten, uniforms
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.masked import MaskedLinear, degree_mask
+from components.models.nn.rows import flatten, uniforms
 
 
-class MADE(nn.Module):
+class MADE(Checkpointed, nn.Module):
     """MADE over D = n_inputs binary units, ReLU hidden layers of sizes ``hidden`` (see the module docstring)."""
 
     family: ClassVar[str] = "made"
@@ -78,7 +78,7 @@ class MADE(nn.Module):
         self.register_load_state_dict_post_hook(_refresh_masks)  # loaded degrees: rebuild the layers' masks
 
     @classmethod
-    def from_params(cls, params: "MADE.Params", shape: tuple[int, ...]) -> "MADE":
+    def from_params(cls, params: MADE.Params, shape: tuple[int, ...]) -> MADE:
         """A MADE for items of ``shape`` ((D,) or (C, H, W), flattened), masks drawn from ``params.seed``."""
         return cls(n_inputs=math.prod(shape), hidden=params.hidden, masks=params.masks,
                    order_agnostic=params.order_agnostic, test_masks=params.test_masks, mask_seed=params.seed)
@@ -159,15 +159,6 @@ class MADE(nn.Module):
             p = torch.sigmoid(self.logits(x, mask)[:, d])  # (r,)
             x[:, d] = (u[:, d] < p).to(x.dtype)
         return x
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "MADE":
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model
 
 
 def _refresh_masks(module: MADE, incompatible_keys) -> None:

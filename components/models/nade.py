@@ -29,11 +29,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.rows import flatten, uniforms
 
 
-class NADE(nn.Module):
+class NADE(Checkpointed, nn.Module):
     """NADE over D = n_inputs binary units with H = hidden sigmoid units (see the module docstring)."""
 
     family: ClassVar[str] = "nade"
@@ -58,7 +58,7 @@ class NADE(nn.Module):
         self.b = nn.Parameter(torch.zeros(n_inputs))  # (D,)
 
     @classmethod
-    def from_params(cls, params: "NADE.Params", shape: tuple[int, ...]) -> "NADE":
+    def from_params(cls, params: NADE.Params, shape: tuple[int, ...]) -> NADE:
         """A NADE for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
         return cls(n_inputs=math.prod(shape), hidden=params.hidden)
 
@@ -102,12 +102,3 @@ class NADE(nn.Module):
             x[:, d] = (u[:, d] < p).to(dtype)
             a += x[:, d, None] * self.W[:, d]  # a_{d+1} = a_d + W[:, d] x_d
         return x
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "NADE":
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError, did_you_mean
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 
 INPUTS = ("tfidf", "log")
 
@@ -47,7 +47,7 @@ def straight_through(q: torch.Tensor) -> torch.Tensor:
     return q + (bits - q).detach()
 
 
-class NASH(nn.Module):
+class NASH(Checkpointed, nn.Module):
     """Binary-code document VAE with straight-through bits (see the module docstring)."""
 
     family: ClassVar[str] = "nash"
@@ -69,7 +69,7 @@ class NASH(nn.Module):
             if self.input not in INPUTS:
                 raise DulError(f"nash.input is '{self.input}'; {did_you_mean(self.input, INPUTS)}")
 
-    def __init__(self, n_inputs: int, bits: int, hidden: int, noise: float, input: str):  # noqa: A002 (params key)
+    def __init__(self, n_inputs: int, bits: int, hidden: int, noise: float, input: str):
         super().__init__()
         if input not in INPUTS:
             raise DulError(f"NASH input '{input}'; {did_you_mean(input, INPUTS)}")
@@ -142,12 +142,3 @@ class NASH(nn.Module):
         for optimizer in optimizers:
             optimizer.step()
         return {name: value.detach() for name, value in figures.items()}
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> NASH:
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"], strict=True)
-        return model

@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from components.errors import DulError
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.lasso import check_atoms, fista
 from components.models.nn.rows import flatten
 
 
-class PSD(nn.Module):
+class PSD(Checkpointed, nn.Module):
     """Predictive sparse decomposition over N = n_inputs real values, K = atoms (module docstring)."""
 
     family: ClassVar[str] = "psd"
@@ -86,7 +86,7 @@ class PSD(nn.Module):
         return self.D.shape[1]
 
     @classmethod
-    def from_params(cls, params: "PSD.Params", shape: tuple[int, ...]) -> "PSD":
+    def from_params(cls, params: PSD.Params, shape: tuple[int, ...]) -> PSD:
         """PSD for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
         return cls(n_inputs=math.prod(shape), atoms=params.atoms, lam=params.lam, alpha=params.alpha,
                    lasso_iterations=params.lasso_iterations)
@@ -152,12 +152,3 @@ class PSD(nn.Module):
         parts = [self.energy(rows, self.infer(rows)) for rows in x.split(500)]
         mean = {key: float(torch.cat([p[key] for p in parts]).double().mean()) for key in ("energy", "prediction")}
         return {"valid_energy": mean["energy"], "valid_prediction_error": mean["prediction"]}
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "PSD":
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model

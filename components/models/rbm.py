@@ -35,8 +35,12 @@ import torch
 from torch.nn import functional as F
 
 from components.errors import DulError
-from components.models.base import TiedLayer, TrainingParams
-from components.models.nn.ais import ais_log_partition, pseudo_log_likelihood, scaled_beta_schedule
+from components.models.base import Checkpointed, TiedLayer, TrainingParams
+from components.models.nn.ais import (
+    ais_log_partition,
+    pseudo_log_likelihood,
+    scaled_beta_schedule,
+)
 
 
 class BernoulliRBM(TiedLayer):
@@ -378,7 +382,7 @@ def check_visible(v: torch.Tensor, layer: str = "BernoulliRBM") -> None:
     BernoulliRBM.check_data(v, layer)
 
 
-class RBM(BernoulliRBM):
+class RBM(Checkpointed, BernoulliRBM):
     """The zoo's RBM: D = n_inputs binary visible units, H = hidden binary hidden
     units, trained by CD-k (or PCD) with SGD and momentum, weight cost on W only.
 
@@ -453,7 +457,7 @@ class RBM(BernoulliRBM):
         return self.h_mean(x)
 
     @classmethod
-    def from_params(cls, params: "RBM.Params", shape: tuple[int, ...]) -> "RBM":
+    def from_params(cls, params: RBM.Params, shape: tuple[int, ...]) -> RBM:
         """An RBM for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
         return cls(n_inputs=math.prod(shape), hidden=params.hidden, cd_k=params.cd_k, persistent=params.persistent,
                    ais_chains=params.ais_chains, ais_betas=params.ais_betas)
@@ -465,7 +469,7 @@ class RBM(BernoulliRBM):
         self.check_data(X, "rbm training split")
         self.base_rate.copy_(X.mean(dim=0))
 
-    def optimizers(self, params: "RBM.Params") -> list[torch.optim.Optimizer]:
+    def optimizers(self, params: RBM.Params) -> list[torch.optim.Optimizer]:
         """SGD with momentum; the weight cost on W only (as the flagship's pretraining)."""
         groups = [{"params": [self.W], "weight_decay": params.weight_decay},
                   {"params": [self.b_v, self.b_h], "weight_decay": 0.0}]
@@ -539,15 +543,6 @@ class RBM(BernoulliRBM):
             if step < self.SAMPLE_STEPS - 1:
                 v = (_uniforms(n, D, generator, self.W) < mean).to(dtype)
         return mean
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "RBM":
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model
 
 
 # The zoo families' row helpers (components/models/nn/rows.py), written out here: the flagship's

@@ -54,14 +54,14 @@ import torch
 from torch import nn
 
 from components.errors import DulError
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.lasso import check_atoms, fista, lasso_objective
 from components.models.nn.rows import flatten
 
 UNUSED = 1e-6  # A_jj at or below this: the atom is re-drawn (scikit-learn's and SPAMS's threshold)
 
 
-class SparseCoding(nn.Module):
+class SparseCoding(Checkpointed, nn.Module):
     """A dictionary D (N, K) of K = atoms unit-norm atoms over N = n_inputs real values (module docstring)."""
 
     family: ClassVar[str] = "sparse_coding"
@@ -106,7 +106,7 @@ class SparseCoding(nn.Module):
         return self.D.shape[1]
 
     @classmethod
-    def from_params(cls, params: "SparseCoding.Params", shape: tuple[int, ...]) -> "SparseCoding":
+    def from_params(cls, params: SparseCoding.Params, shape: tuple[int, ...]) -> SparseCoding:
         """Sparse coding for items of ``shape`` ((D,) or (C, H, W), flattened in that order)."""
         return cls(n_inputs=math.prod(shape), atoms=params.atoms, lam=params.lam,
                    lasso_iterations=params.lasso_iterations)
@@ -202,12 +202,3 @@ class SparseCoding(nn.Module):
     def validation_figures(self, x: torch.Tensor) -> dict[str, float]:
         """The loop's figure after every epoch: the mean objective per item (lower is better)."""
         return {"valid_objective": float(torch.cat([self.objective(rows) for rows in x.split(500)]).double().mean())}
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "SparseCoding":
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model

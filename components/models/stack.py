@@ -12,9 +12,9 @@ training split's per-feature statistics its inputs are standardised with
 
 from __future__ import annotations
 
-from components.models.rbms import make_rbm
 from components.models.nn.autoencoder_layer import AutoencoderLayer
 from components.models.rbm import BernoulliRBM
+from components.models.rbms import make_rbm
 
 
 def layer_state(layer: BernoulliRBM | AutoencoderLayer) -> dict:

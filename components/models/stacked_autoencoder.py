@@ -53,14 +53,14 @@ import torch
 from torch import nn
 
 from components.errors import DulError
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 from components.models.nn.autoencoder_layer import AutoencoderLayer, sparsity_kl
 from components.models.nn.rows import flatten
 
 FAMILY = "stacked_autoencoder"
 
 
-class StackedAutoencoder(nn.Module):
+class StackedAutoencoder(Checkpointed, nn.Module):
     """A stack of tied-weight autoencoders over D = n_inputs units in [0, 1] (binarized or not), trained greedily (module docstring).
 
     Not a density and not a sampler: an autoencoder defines neither p(x) nor a way to draw from it.
@@ -221,12 +221,3 @@ class StackedAutoencoder(nn.Module):
         v = flatten(x, self.layers[0].W.dtype)
         error = (v - self.reconstruct(v, int(self.layer) + 1)).square().sum(-1)
         return {"valid_recon_error": float(error.double().mean())}
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> StackedAutoencoder:
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"])
-        return model

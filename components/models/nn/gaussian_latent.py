@@ -25,6 +25,7 @@ log-likelihood: binarise them for densities comparable with the papers'.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from typing import ClassVar
@@ -34,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from components.errors import DulError, did_you_mean
-from components.models.base import TrainingParams
+from components.models.base import Checkpointed, TrainingParams
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 LOG_2PI = math.log(2 * math.pi)
@@ -50,7 +51,7 @@ def mlp(sizes: Sequence[int], n_out: int) -> nn.Sequential:
     keep the encoder's log-variances moderate early in training.
     """
     layers: list[nn.Module] = []
-    for n_in, n_next in zip(sizes, sizes[1:]):
+    for n_in, n_next in itertools.pairwise(sizes):
         layers += [nn.Linear(n_in, n_next), nn.Tanh()]
     layers.append(nn.Linear(sizes[-1], n_out))
     return nn.Sequential(*layers)
@@ -82,7 +83,7 @@ class LatentParams(TrainingParams):
                            f"{did_you_mean(self.likelihood, LIKELIHOODS)}")
 
 
-class GaussianLatentModel(nn.Module):
+class GaussianLatentModel(Checkpointed, nn.Module):
     """Gaussian-latent VAE with a Bernoulli or Gaussian likelihood (see the module docstring);
     a family subclasses it with its ``family`` name and ``Params``."""
 
@@ -223,12 +224,3 @@ class GaussianLatentModel(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, D): the likelihood's mean at z = mu(x) (probabilities for bernoulli)."""
         return self.decode(self.encode(x))
-
-    def to_checkpoint(self) -> dict:
-        return {"family": self.family, "params": self.hyperparameters, "state_dict": self.state_dict()}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> GaussianLatentModel:
-        model = cls(**checkpoint["params"])
-        model.load_state_dict(checkpoint["state_dict"], strict=True)
-        return model

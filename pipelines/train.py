@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from components import tracking
@@ -105,7 +106,13 @@ def _measure(model, name: str, shape: tuple[int, ...], zoo: ZooParams, card: dic
         metrics |= test_figures(model, X, zoo.test_samples, progress=what)
         if isinstance(model, PartitionEstimate):  # the log Z the figure rests on, with AIS's -3 and +3 sigma bars
             metrics |= dict(zip(("log_z", "log_z_lower", "log_z_upper"), model.log_partition(), strict=True))
-    folder, grey = REPORTS / name, len(shape) == 3 and shape[0] == 1
+    return metrics | pictures(model, name, shape, zoo, X)
+
+
+def pictures(model, name: str, shape: tuple[int, ...], zoo: ZooParams, X: np.ndarray) -> dict:
+    """reports/zoo/families/<name>/: samples.png, filters.png and codes.png (of test items
+    ``X``), each the picture or a one-line note why there is none; the codes' figures."""
+    metrics, folder, grey = {}, REPORTS / name, len(shape) == 3 and shape[0] == 1
     if isinstance(model, Sampler) and grey:
         with torch.no_grad():
             drawn = model.sample(zoo.samples, torch.Generator().manual_seed(0))

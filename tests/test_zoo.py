@@ -36,6 +36,7 @@ TINY = {
     "helmholtz": {"layers": [8], "k": 3},
     "dbm": {"hidden": [6, 4], "pretrain_epochs": 1, "chains": 10, "ais_chains": 10, "ais_betas": 100},
     "stacked_autoencoder": {"hidden": [8, 4], "noise": 0.2, "sparsity_cost": 0.1},
+    "pixelcnn": {"gated": True, "channels": 4, "layers": 1},
 }
 COUNTS = {"nash"}  # families of word counts: they train on a tiny text corpus instead of digits
 

@@ -107,6 +107,7 @@ class FamilyUnit:
 def family_phase(config: dict) -> loop.Phase:
     """Training family ``config["family"]`` as the loop's one phase, seeded by its ``seed``."""
     family, params, zoo = config["family"], config["params"], config["zoo"]
+    name = config.get("name", family)  # the zoo row: a variant's name, or the family's
 
     def build(done: list[dict], session: loop.Session) -> FamilyUnit:
         model = registry.build(family, params, tuple(config["shape"])).to(session.device)
@@ -126,11 +127,11 @@ def family_phase(config: dict) -> loop.Phase:
 
     def describe(unit: FamilyUnit, epoch: int, stats: dict) -> str:
         shown = "  ".join(f"{k} {v:.3f}" for k, v in stats.items())
-        return f"{family} epoch {epoch + 1}/{params.epochs}  {shown}"
+        return f"{name} epoch {epoch + 1}/{params.epochs}  {shown}"
 
     # The loop seeds the global generator from (seed,) right before build: the initial weights, alike on every worker.
-    return loop.Phase(name=family, epochs=params.epochs, build=build, seed_parts=(params.seed,), describe=describe,
-                      evaluate=FamilyUnit.evaluate, fix=f"lower {family}.lr",
+    return loop.Phase(name=name, epochs=params.epochs, build=build, seed_parts=(params.seed,), describe=describe,
+                      evaluate=FamilyUnit.evaluate, fix=f"lower {name}.lr",
                       parameters=lambda unit: unit.model.parameters())
 
 

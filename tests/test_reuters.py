@@ -99,17 +99,44 @@ def test_r8_and_r52_keep_single_topic_documents(corpus):
         assert data["test"]["ids"] == ["3", "4"] and data["test"]["labels"] == [[1], [0]]
 
 
-def test_r8_takes_the_eight_categories_with_most_single_topic_training_documents(tmp_path):
+def test_r52_takes_the_categories_with_single_topic_documents_in_both_splits(tmp_path):
     docs, newid = [], 0
     for rank in range(10):  # category c<rank> has 10 - rank training documents and one test document
         for split in ["TRAIN"] * (10 - rank) + ["TEST"]:
             newid += 1
             docs.append((newid, split, "YES", [f"c{rank}"]))
     (tmp_path / "reut2-000.sgm").write_bytes(sgm(docs))
-    r8 = load_reuters(tmp_path, topics="R8", expected_documents=None)
+    assert load_reuters(tmp_path, topics="R52", expected_documents=None)["label_names"] == [f"c{i}" for i in range(10)]
+    r8 = load_reuters(tmp_path, topics="R8", expected_documents=None)  # R10, all single-topic: the first eight
     assert r8["label_names"] == [f"c{i}" for i in range(8)]
     assert len(r8["train"]["ids"]) == sum(range(3, 11)) and len(r8["test"]["ids"]) == 8
-    assert load_reuters(tmp_path, topics="R52", expected_documents=None)["label_names"] == [f"c{i}" for i in range(10)]
+
+
+def test_r8_ranks_the_categories_by_all_their_training_documents_then_keeps_single_topic_ones(tmp_path):
+    """The standard R8 (Cardoso-Cachopo 2007): grain is among the ten largest categories through
+    its documents shared with wheat and corn, though money-supply has more single-topic ones;
+    wheat and corn then have no single-topic document and drop out."""
+    docs = []
+
+    def add(split: str, topics: list[str], times: int = 1) -> None:
+        for _ in range(times):
+            docs.append((len(docs) + 1, split, "YES", topics))
+
+    for i in range(7):  # seven large single-topic categories
+        add("TRAIN", [f"c{i}"], 20)
+        add("TEST", [f"c{i}"])
+    add("TRAIN", ["grain"], 3)
+    add("TEST", ["grain"])
+    add("TRAIN", ["grain", "wheat"], 15)
+    add("TEST", ["grain", "wheat"])
+    add("TRAIN", ["corn", "grain"], 12)
+    add("TEST", ["corn", "grain"])
+    add("TRAIN", ["money-supply"], 10)
+    add("TEST", ["money-supply"])
+    (tmp_path / "reut2-000.sgm").write_bytes(sgm(docs))
+    r8 = load_reuters(tmp_path, topics="R8", expected_documents=None)
+    assert r8["label_names"] == sorted([f"c{i}" for i in range(7)] + ["grain"])
+    assert len(r8["train"]["ids"]) == 7 * 20 + 3 and len(r8["test"]["ids"]) == 8  # single-topic documents only
 
 
 def test_a_list_of_topics_selects_and_restricts_labels(corpus):

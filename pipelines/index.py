@@ -47,17 +47,35 @@ import scipy.sparse
 
 from components import tracking
 from components.config import IndexParams, as_dict
-from components.data import SPLITS, item_shape, read_card, read_ids, read_split
-from components.data.text import read_bow_split, read_doc_ids, read_titles, read_vocabulary
+from components.data import (
+    SPLITS,
+    item_shape,
+    read_card,
+    read_ids,
+    read_label_sets,
+    read_split,
+)
+from components.data.text import (
+    read_bow_split,
+    read_doc_ids,
+    read_titles,
+    read_vocabulary,
+)
+from components.errors import DulError
 from components.evaluation import encode_split, precision_recall_figure
 from components.io import atomic_paths, file_md5, write_csv, write_json
-from components.errors import DulError
 from components.models import registry
 from components.models.base import Encoder
-from components.retrieval import binarize, fit_thresholds, knn, pack_bits, precision_at_k, write_index
+from components.retrieval import (
+    binarize,
+    fit_thresholds,
+    knn,
+    pack_bits,
+    precision_at_k,
+    write_index,
+)
 from components.retrieval.compare import baseline_vectors, compare_methods, one_thread
 from components.retrieval.documents import load_search_index, write_search_index
-from components.retrieval.evaluation import label_matrix
 from components.retrieval.search_eval import compare_search
 from components.tracking.registry import register_index
 from pipelines._stage import entry, run
@@ -73,6 +91,7 @@ def work(params: IndexParams) -> None:
     model = encoder(params.model, card)
     with tracking.stage_run("index", as_dict(params), deps=[DATA, params.model]) as mlrun:
         data = {split: _read(card, split) for split in SPLITS}
+        label_sets = {split: read_label_sets(DATA, split) for split in SPLITS}  # a hit shares any label
         with one_thread():  # the same codes whatever the machine's load (float32 sums by thread count)
             codes = {split: encode_split(model, DATA / f"{split}.parquet") for split in SPLITS}
         thresholds = fit_thresholds(codes["train"])
@@ -81,14 +100,14 @@ def work(params: IndexParams) -> None:
         with atomic_paths(OUT, SEARCH) as (codes_out, search_out):  # both from this run, or neither replaced
             _write_codes(codes_out, card, data, bits, thresholds, params.model)
             search_metrics = _search_index(search_out, model, thresholds, card, data, bits, queries, params.k,
-                                           params.model)
+                                           params.model, label_sets)
         k = min(params.k, len(bits["train"]))
         neighbours, _ = knn(pack_bits(bits["test"]), pack_bits(bits["train"]), k)
-        curve = precision_at_k(data["test"][1], data["train"][1], neighbours)
+        curve = precision_at_k(label_sets["test"], label_sets["train"], neighbours)
         n_bits = bits["train"].shape[1]
         metrics = {f"precision_at_{k}": float(curve[-1]), "n_bits": n_bits,
                    "n_items": int(sum(len(b) for b in bits.values()))}
-        metrics |= _compare(card, data, bits, codes if model.code_units == "linear" else None, queries,
+        metrics |= _compare(card, data, label_sets, bits, codes if model.code_units == "linear" else None, queries,
                             getattr(model, "label", model.family))
         metrics |= search_metrics
         write_json(REPORTS / "metrics.json", metrics)
@@ -145,7 +164,7 @@ def _write_codes(path: Path, card: dict, data: dict, bits: dict, thresholds: np.
 
 
 def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits: dict, queries: np.ndarray,
-                  k: int, model_path: str) -> dict:
+                  k: int, model_path: str, label_sets: dict) -> dict:
     """Write index/search (at ``folder``, a temporary) over all items; for word counts, the
     search metrics of the test queries."""
     labels = {split: data[split][1] for split in SPLITS}
@@ -166,31 +185,32 @@ def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits:
     if not text:
         return {}
     offset = len(labels["train"]) + len(labels["validation"])
-    return compare_search(load_search_index(folder), offset + queries, k, shortlist=100)
+    return compare_search(load_search_index(folder), offset + queries, k, shortlist=100,
+                          label_sets=np.concatenate([label_sets[s] for s in SPLITS]))
 
 
-def _compare(card: dict, data: dict, bits: dict, codes: dict | None, queries: np.ndarray, label: str) -> dict:
+def _compare(card: dict, data: dict, label_sets: dict, bits: dict, codes: dict | None, queries: np.ndarray,
+             label: str) -> dict:
     """The codes and the baselines on the same queries: precision@100 each, PR curves to reports/.
 
     ``codes``: the real-valued codes of a linear code layer (the Science 2006
     autoencoder's), also ranked by cosine next to LSA/PCA at the same size."""
     X_train, y_train = data["train"]
-    X_test, y_test = data["test"]
+    X_test = data["test"][0]
     n_bits = bits["train"].shape[1]
     methods = {f"{label}, {n_bits} bits": (pack_bits(bits["train"]), pack_bits(bits["test"][queries]), "hamming")}
     if codes is not None:
         methods[f"{label} real-valued codes, {n_bits}-d (cosine)"] = (codes["train"], codes["test"][queries], "cosine")
     methods |= baseline_vectors(card.get("kind", "images"), X_train, X_test[queries], n_bits)
-    n_labels = card.get("n_labels") or int(max(y_train.max(), y_test.max())) + 1
-    curves = compare_methods(methods, label_matrix(y_test[queries], n_labels), label_matrix(y_train, n_labels))
+    curves = compare_methods(methods, label_sets["test"][queries], label_sets["train"])
     rows = [{"method": name, "cutoff": int(c), "precision": float(p), "recall": float(r)}
             for name, curve in curves.items() for c, p, r in zip(curve["cutoff"], curve["precision"], curve["recall"])]
     write_csv(REPORTS / "pr_curves.csv", rows)
     precision_recall_figure(REPORTS / "pr_curves.png", curves, f"{card['dataset']}: {len(queries)} test queries "
-                            f"against {len(y_train)} training items (relevant: same label)")
+                            f"against {len(y_train)} training items (relevant: a shared label)")
     at = min(100, len(y_train))
     return {f"precision_at_{at}/{_slug(name)}": float(curve["precision"][list(curve["cutoff"]).index(at)])
-            for name, curve in curves.items()} | {"n_queries": int(len(queries))}
+            for name, curve in curves.items()} | {"n_queries": len(queries)}
 
 
 def _slug(name: str) -> str:

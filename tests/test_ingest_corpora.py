@@ -174,6 +174,10 @@ def test_reuters_all_is_multi_label_bow_with_a_training_vocabulary(reuters_src, 
     assert card["vocabulary_size"] == len(vocabulary) and read_vocabulary(out / "test.parquet") == vocabulary
     X, y = read_split(out, "test")
     assert X.dtype == np.float32 and X.shape == (3, len(vocabulary)) and y.tolist() == [2, 0, 0]
+    from components.data import read_label_sets
+
+    sets = read_label_sets(out, "test")  # every topic, not only the first: doc 10 is acq and crude
+    assert sets.dtype == bool and sets.astype(int).tolist() == [[0, 0, 1], [1, 0, 0], [1, 1, 0]]
 
 
 def test_reuters_r8_is_single_label_and_reads_from_the_archive(reuters_src, tmp_path, monkeypatch):
@@ -306,3 +310,17 @@ def test_an_unknown_dataset_lists_every_one(tmp_path):
 def test_ingest_params_accept_the_new_keys():
     params = parse_section("ingest", {"dataset": "reuters21578", "topics": "R52", "rcv1_split": "random"})
     assert (params.topics, params.rcv1_split) == ("R52", "random")
+
+
+def test_retrieval_selection_scores_multi_label_hits_by_any_topic(reuters_src, tmp_path):
+    """fine-tuning's keep: best_precision reads every topic of a Reuters document, not the first."""
+    from components.training import selection
+
+    out = tmp_path / "data"
+    ingest("reuters21578", out, source=str(reuters_src), validation_fraction=0.25, vocabulary_size=50)
+    _, labels = selection.head_rows(out, "train", 10)
+    train_ids = read_bow_split(out / "train.parquet")[2]
+    topics = {"1": [2], "2": [0, 2], "9": [1], "11": [0]}  # test_reuters.DOCS, indices into acq, crude, earn
+    assert labels == [topics[i] for i in train_ids]
+    score = selection.RetrievalScore(out)
+    assert score.database_labels.astype(int).tolist() == [[int(j in topics[i]) for j in range(3)] for i in train_ids]

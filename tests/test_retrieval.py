@@ -19,6 +19,7 @@ from components.retrieval import (
     search,
     write_index,
 )
+from components.retrieval.evaluation import label_matrix
 
 
 def random_bits(rng, n, n_bits):
@@ -296,7 +297,8 @@ def digits_comparison_inputs(n_bits=10):
     thresholds = fit_thresholds(codes["train"])
     bits = {split: binarize(c, thresholds) for split, c in codes.items()}
     card = {"dataset": "digits", "kind": "images", "n_labels": 10}
-    return card, data, bits, codes, np.arange(len(parts["test"]))
+    label_sets = {split: label_matrix(y, 10) for split, (_, y) in data.items()}
+    return card, data, label_sets, bits, codes, np.arange(len(parts["test"]))
 
 
 def test_the_comparison_writes_the_same_bytes_on_one_and_two_threads(workdir):
@@ -346,7 +348,7 @@ def test_baselines_and_ranking_run_on_one_thread_and_pca_in_float64(monkeypatch)
     retrieval_curves = compare.retrieval_curves
     monkeypatch.setattr(compare, "PCA", RecordingPCA)
     monkeypatch.setattr(compare, "retrieval_curves", recording_curves)
-    _, data, _, _, _ = digits_comparison_inputs()
+    _, data, _, _, _, _ = digits_comparison_inputs()
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -358,3 +360,25 @@ def test_baselines_and_ranking_run_on_one_thread_and_pca_in_float64(monkeypatch)
         torch.set_num_threads(previous)
     assert seen[0] == ("pca", np.float64, {1}) and len(seen) == 4 and all(s[2] == {1} for s in seen)
     assert methods["PCA-10 (cosine)"][0].dtype == np.float32
+
+
+def test_precision_counts_a_neighbour_sharing_any_label_of_a_multi_label_query():
+    """Reuters-style label sets: the field's rule (a hit shares at least one label), not the first label only."""
+    from components.retrieval import precision_at_k
+
+    database = label_matrix([[0], [1, 2], [2], [0, 1]], 3)
+    queries = label_matrix([[1, 2], [0]], 3)
+    neighbours = np.array([[1, 0, 2], [2, 3, 1]])
+    # query 0 {1, 2}: hit, miss, hit; query 1 {0}: miss, hit, miss
+    assert precision_at_k(queries, database, neighbours).tolist() == pytest.approx([0.5, 0.5, 1 / 2])
+    first_only = precision_at_k(np.array([1, 0]), np.array([0, 1, 2, 0]), neighbours)  # first labels: fewer hits
+    assert first_only.tolist() == pytest.approx([0.5, 0.5, 1 / 3])
+
+
+def test_read_label_sets_of_a_single_label_dataset_is_one_hot(tmp_path):
+    from components.data import ingest, read_label_sets, read_split
+
+    ingest("digits", tmp_path / "prepared")
+    sets = read_label_sets(tmp_path / "prepared", "test")
+    _, y = read_split(tmp_path / "prepared", "test")
+    assert sets.shape == (len(y), 10) and (sets.sum(1) == 1).all() and (sets.argmax(1) == y).all()

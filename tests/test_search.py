@@ -218,6 +218,21 @@ def test_compare_search_reports_precision_and_time(folder):
     assert 5 <= metrics["search/shortlist_mean"] <= 29
 
 
+def test_compare_search_counts_any_shared_label_when_given_label_sets(folder):
+    """Multi-label relevance: give every item a second, common label and every result is a hit;
+    give each item only a label of its own and none is."""
+    index = load_search_index(folder)
+    test_rows = np.flatnonzero(np.asarray(index.splits) == "test")
+    n, n_labels = len(index), int(np.max(index.labels)) + 1
+    shared = np.zeros((n, n_labels + 1), dtype=bool)
+    shared[np.arange(n), np.asarray(index.labels)] = True
+    shared[:, n_labels] = True  # one topic every document has
+    everything = compare_search(index, test_rows, k=5, label_sets=shared)
+    alone = compare_search(index, test_rows, k=5, label_sets=np.eye(n, dtype=bool))
+    for method in ("hash_rerank", "hash_only", "tfidf_all"):
+        assert everything[f"search/precision_at_5/{method}"] == 1.0 and alone[f"search/precision_at_5/{method}"] == 0.0
+
+
 def corrupt(path, change):
     """Rewrite the .npy at ``path`` with ``change`` applied: the same shape and dtype, so meta.json still agrees."""
     array = np.load(path, allow_pickle=False)

@@ -26,7 +26,8 @@ from components.data.ingest import (
     item_shape,
     read_card,
     read_ids,
+    read_label_sets,
     read_split,
 )
 
-__all__ = ["DATASETS", "SPLITS", "as_images", "ingest", "item_shape", "read_card", "read_ids", "read_split"]
+__all__ = ["DATASETS", "SPLITS", "as_images", "ingest", "item_shape", "read_card", "read_ids", "read_label_sets", "read_split"]

@@ -165,6 +165,35 @@ def read_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     return X, y
 
 
+def read_label_sets(data_dir: str | os.PathLike, split: str) -> np.ndarray:
+    """Each item's labels as a (N, L) bool matrix, L the card's label count: every label of
+    a multi-label document (its ``labels`` column), else the one label ``read_split``'s y
+    has (no row at all for a dataset without labels). Retrieval counts a hit when the
+    query and the item share any label (Salakhutdinov & Hinton 2009; the field's rule)."""
+    path = _split_path(data_dir, split)
+    card = read_card(data_dir)
+    try:
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=["labels"] if "labels" in names else ["label"])
+    except (pa.ArrowException, OSError) as error:
+        raise DulError(f"{path} is not a readable dul split ({error}); run ingest again") from error
+    y = table.column(table.column_names[0])
+    n_labels = int(card.get("n_labels") or len(card.get("label_names") or []) or 0)
+    if "labels" in names:
+        rows = y.to_pylist()
+        n_labels = max(n_labels, 1 + max((max(r) for r in rows if r), default=-1))
+        matrix = np.zeros((len(rows), n_labels), dtype=bool)
+        for i, row in enumerate(rows):
+            matrix[i, row] = True
+        return matrix
+    labels = y.to_numpy().astype(np.int64, copy=False)
+    n_labels = max(n_labels, int(labels.max()) + 1 if len(labels) else 0)
+    matrix = np.zeros((len(labels), n_labels), dtype=bool)
+    known = labels >= 0
+    matrix[np.flatnonzero(known), labels[known]] = True
+    return matrix
+
+
 def _is_bow(path: Path) -> bool:
     try:
         return "counts" in pq.read_schema(path).names

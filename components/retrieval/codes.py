@@ -99,14 +99,19 @@ def precision_at_k(
     """Mean precision at each cut-off: (Q,), (N,), (Q, k) -> (k,) float64.
 
     Entry j-1 is the fraction of the first j neighbours that share the query's
-    label, averaged over queries.
+    label, averaged over queries. Labels are ints (one each) or (Q, L) and
+    (N, L) bool matrices (multi-label: a neighbour is a hit when it shares any
+    label with the query).
     """
     query_labels, neighbors = np.asarray(query_labels), np.asarray(neighbors)
     if neighbors.ndim != 2 or len(neighbors) != len(query_labels):
         raise ValueError(
             f"neighbors must be (Q, k) with Q = {len(query_labels)}, got {neighbors.shape}"
         )
-    same = np.asarray(database_labels)[neighbors] == query_labels[:, None]  # (Q, k)
+    if query_labels.ndim == 2:  # label sets
+        same = (np.asarray(database_labels)[neighbors] & query_labels[:, None, :]).any(axis=2)  # (Q, k)
+    else:
+        same = np.asarray(database_labels)[neighbors] == query_labels[:, None]  # (Q, k)
     hits = np.cumsum(same, axis=1)  # (Q, k)
     return (hits / np.arange(1, neighbors.shape[1] + 1)).mean(axis=0)
 

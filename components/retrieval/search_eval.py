@@ -5,7 +5,7 @@ as a filter, a Hamming-ball shortlist re-ranked by TF-IDF, is as precise as
 TF-IDF over the whole collection and much faster. ``compare_search`` runs
 each stored query item through three searches of the whole index (every
 other item, all splits) and measures precision@k (the fraction of the k
-results that share the query's label) and the mean time per query:
+results that share a label with the query) and the mean time per query:
 
 - ``hash_rerank``: the code's shortlist (the radius-2 ball for codes of up to
   32 bits, grown to ``shortlist`` items by the nearest codes outside it; else
@@ -24,8 +24,11 @@ from components.retrieval.documents import SearchIndex
 from components.retrieval.engine import search_item
 
 
-def compare_search(index: SearchIndex, rows, k: int, shortlist: int = 100) -> dict:
-    """``search/precision_at_{k}/<method>``, ``search/query_ms/<method>``, shortlist size and query count."""
+def compare_search(index: SearchIndex, rows, k: int, shortlist: int = 100, label_sets: np.ndarray | None = None) -> dict:
+    """``search/precision_at_{k}/<method>``, ``search/query_ms/<method>``, shortlist size and query count.
+
+    ``label_sets`` (N, L) bool, one row per index item: a result is relevant when it shares any
+    label with the query (multi-label corpora); without it, when its one label is the query's."""
     rows = np.asarray(rows, dtype=np.int64)
     k = min(int(k), len(index) - 1)
     labels = np.asarray(index.labels)
@@ -35,7 +38,7 @@ def compare_search(index: SearchIndex, rows, k: int, shortlist: int = 100) -> di
         "hash_only": lambda row: _hash(index, row, k, shortlist, False),
         "tfidf_all": lambda row: (_tfidf_top(tfidf, row, k), None),
     }
-    metrics: dict = {"search/n_queries": int(len(rows))}
+    metrics: dict = {"search/n_queries": len(rows)}
     for name, method in methods.items():
         method(int(rows[0]))  # warm up caches and memory maps, untimed
         precision, seconds, sizes = [], 0.0, []
@@ -43,7 +46,12 @@ def compare_search(index: SearchIndex, rows, k: int, shortlist: int = 100) -> di
             start = time.perf_counter()
             found, size = method(int(row))
             seconds += time.perf_counter() - start
-            precision.append(np.mean(labels[found] == labels[row]) if len(found) else 0.0)
+            if not len(found):
+                precision.append(0.0)
+            elif label_sets is not None:
+                precision.append(np.mean((label_sets[found] & label_sets[row]).any(axis=1)))
+            else:
+                precision.append(np.mean(labels[found] == labels[row]))
             sizes.append(size)
         metrics[f"search/precision_at_{k}/{name}"] = float(np.mean(precision))
         metrics[f"search/query_ms/{name}"] = 1e3 * seconds / max(len(rows), 1)

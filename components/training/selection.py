@@ -35,12 +35,15 @@ KEEP_CHOICES = ("last", "best_precision")
 MAX_DATABASE, MAX_QUERIES, CUTOFF = 10_000, 2_000, 100
 
 
-def head_rows(data_dir: str | os.PathLike, split: str, n: int) -> tuple[torch.Tensor, np.ndarray]:
+def head_rows(data_dir: str | os.PathLike, split: str, n: int) -> tuple[torch.Tensor, np.ndarray | list]:
     """The first ``n`` rows of a split (fewer if it is shorter): X float32 as
-    ``read_split`` gives it, and y int64, read without loading the rest."""
+    ``read_split`` gives it, and y int64 (for a multi-label corpus each row's
+    list of labels), read without loading the rest."""
     path = _split_path(data_dir, split)
     bow = _is_bow(path)
     columns = ["label", "indices", "counts"] if bow else ["label", "pixels"]
+    if bow and "labels" in pq.read_schema(path).names:  # multi-label: a hit shares any label
+        columns[0] = "labels"
     try:
         reader = pq.ParquetFile(path)
         batch = next(reader.iter_batches(batch_size=n, columns=columns), None)
@@ -49,7 +52,10 @@ def head_rows(data_dir: str | os.PathLike, split: str, n: int) -> tuple[torch.Te
     if batch is None:
         raise DulError(f"{path} has no rows; run ingest again")
     table = pa.Table.from_batches([batch])
-    labels = table.column("label").to_numpy().astype(np.int64, copy=False)
+    if columns[0] == "labels":
+        labels = table.column("labels").to_pylist()
+    else:
+        labels = table.column("label").to_numpy().astype(np.int64, copy=False)
     if bow:
         counts = counts_matrix(table, _vocabulary_size(reader.schema_arrow.metadata or {}, path), path)
         return torch.from_numpy(counts.toarray().astype(np.float32)), labels
@@ -64,7 +70,8 @@ class RetrievalScore:
     def __init__(self, data_dir: str | os.PathLike):
         self.database, database_labels = head_rows(data_dir, "train", MAX_DATABASE)
         self.queries, query_labels = head_rows(data_dir, "validation", MAX_QUERIES)
-        n_labels = int(max(database_labels.max(), query_labels.max())) + 1
+        n_labels = 1 + max(max((max(row, default=-1) for row in labels), default=-1) if isinstance(labels, list)
+                           else int(labels.max()) for labels in (database_labels, query_labels))
         self.database_labels = label_matrix(database_labels, n_labels)
         self.query_labels = label_matrix(query_labels, n_labels)
 

@@ -25,7 +25,7 @@ def work(params: IngestParams) -> None:
         card = ingest(params.dataset, OUT, source=params.source, validation_fraction=params.validation_fraction,
                       test_fraction=params.test_fraction, seed=params.seed,
                       vocabulary_size=params.vocabulary_size, remove=params.remove, topics=params.topics,
-                      rcv1_split=params.rcv1_split)
+                      rcv1_split=params.rcv1_split, protocol=params.protocol)
         mlrun.log_metrics({f"count_{split}": info["count"] for split, info in card["splits"].items()})
         mlrun.log_artifact(OUT / "card.json")
         mlrun.tag_files("outs", [OUT])

@@ -119,3 +119,71 @@ def test_a_local_archive_with_the_wrong_checksum_is_an_error(tmp_path):
     with pytest.raises(DulError, match=r"20news-bydate\.tar\.gz"):
         ingest("20newsgroups", tmp_path / "data", source=str(archive))
     assert not (tmp_path / "data").exists()
+
+
+# ------------------------------------------------- the semantic-hashing papers' protocol (ingest.protocol: vdsh)
+
+def _archive(path: Path, posts: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, body in posts.items():
+            data = body.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_the_vdsh_protocol_works_out_by_hand(tmp_path, monkeypatch):
+    """Headers and quotes go; stop words go; a word in > 80% of training posts (max_df) or in < 3
+    (min_df) goes; a post of <= 5 counted words goes; the test posts split in halves by seed."""
+    body = "alpha beta gamma delta the and of\\n> quoted epsilon writes: zeta\\n"
+    common = "common " * 2
+    train = {f"20news-bydate-train/comp.a/{i}": f"From: x\\nSubject: s\\n\\n{common}{body}omega{i % 2} alpha"
+             for i in range(1, 9)}
+    train |= {f"20news-bydate-train/rec.b/{i}": f"Subject: s\\n\\nwheel wheel car car engine engine motor{i} "
+              f"motor{i}" for i in range(9, 12)}
+    train["20news-bydate-train/rec.b/12"] = "Subject: short\\n\\ncar wheel"  # 2 counted words: dropped
+    test = {f"20news-bydate-test/{'comp.a' if i % 2 else 'rec.b'}/{i}": f"Subject: t\\n\\nalpha beta gamma delta car "
+            f"wheel engine {i}" for i in range(20, 26)}
+    archive = _archive(tmp_path / "20news-bydate.tar.gz", {k: v.replace("\\n", "\n") for k, v in (train | test).items()})
+    monkeypatch.setitem(sources.FILE_PINS, "20newsgroups",
+                        {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
+    card = ingest("20newsgroups", tmp_path / "data", source=str(archive), protocol="vdsh", seed=0)
+    vocabulary = read_vocabulary(tmp_path / "data" / "train.parquet")
+    # common: in 8 of 12 posts (67%) kept; from, subject: headers gone; the, and, of: stop words; epsilon, zeta:
+    # quoted lines gone; omega0/omega1: 4 posts each, kept; motor9..11: one post each (min_df 3), gone
+    assert vocabulary == sorted(["alpha", "beta", "car", "common", "delta", "engine", "gamma", "omega0", "omega1",
+                                 "wheel"])
+    assert [card["splits"][s]["count"] for s in ("train", "validation", "test")] == [11, 3, 3]
+    assert card["split"]["dropped"] == {"train": 1, "test": 0} and card["split"]["protocol"] == "vdsh"
+    halves = [set(read_bow_split(tmp_path / "data" / f"{s}.parquet")[2]) for s in ("validation", "test")]
+    assert not halves[0] & halves[1] and {i.split("/")[1] for i in halves[0] | halves[1]} == {str(i) for i in range(20, 26)}
+    halves_by_seed = set()
+    for seed in range(1, 5):  # the seed picks the halves; the training split stays
+        other = ingest("20newsgroups", tmp_path / f"seed{seed}", source=str(archive), protocol="vdsh", seed=seed)
+        assert other["splits"]["train"] == card["splits"]["train"]
+        halves_by_seed.add(tuple(read_bow_split(tmp_path / f"seed{seed}" / "test.parquet")[2]))
+    assert len(halves_by_seed | {tuple(sorted(halves[1]))}) > 1
+
+
+def test_the_vdsh_protocol_is_refused_for_another_corpus_in_one_line(tmp_path):
+    from components.config import parse_section
+
+    with pytest.raises(DulError, match="vdsh is the semantic-hashing papers' 20newsgroups preparation, not reuters21578"):
+        parse_section("ingest", {"dataset": "reuters21578", "protocol": "vdsh"})
+    with pytest.raises(DulError, match="prepares a text corpus, not digits"):
+        ingest("digits", tmp_path / "data", protocol="vdsh")
+    assert not (tmp_path / "data").exists()
+
+
+@real
+def test_the_vdsh_protocol_on_the_real_archive(tmp_path):
+    card = ingest("20newsgroups", tmp_path / "data", source=str(SOURCE), protocol="vdsh", seed=0)
+    assert card["vocabulary_size"] == 10_000
+    assert [card["splits"][s]["count"] for s in ("train", "validation", "test")] == [10257, 3406, 3406]
+    for split in ("train", "validation", "test"):
+        counts, _, _ = read_bow_split(tmp_path / "data" / f"{split}.parquet")
+        lengths = np.asarray(counts.sum(axis=1)).ravel()
+        assert lengths.min() >= 6 and lengths.max() <= 500
+    vocabulary = set(read_vocabulary(tmp_path / "data" / "train.parquet"))
+    assert not vocabulary & {"the", "and", "of", "is"} and {"god", "space", "windows"} <= vocabulary

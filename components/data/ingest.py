@@ -54,6 +54,7 @@ def ingest(
     remove: tuple[str, ...] = (),
     topics: str = "all",
     rcv1_split: str = "lyrl2004",
+    protocol: str = "bydate",
 ) -> dict:
     """Write ``dataset``'s three splits and its card to ``out_dir``; return the card.
 
@@ -62,18 +63,21 @@ def ingest(
     seeded ``validation_fraction`` of the training set. ``source`` and
     ``cache_dir``: see ``components.data.fetch`` (``sources`` for the IDX
     files). Text corpora use ``vocabulary_size``, ``remove`` (20newsgroups),
-    ``topics`` (reuters21578) and ``rcv1_split`` (rcv1-v2); see
+    ``topics`` (reuters21578), ``rcv1_split`` (rcv1-v2) and ``protocol``
+    (``vdsh``: the semantic-hashing papers' 20newsgroups); see
     ``components.data.corpora``. Image datasets ignore them.
     """
     if dataset not in DATASETS:
         raise DulError(f"unknown dataset '{dataset}' (ingest.dataset); {did_you_mean(dataset, DATASETS, cutoff=0.5)}")
+    if protocol != "bydate" and dataset not in corpora.TEXT_DATASETS:
+        raise DulError(f"ingest.protocol {protocol} prepares a text corpus, not {dataset}; use protocol bydate")
     _check_fraction("validation_fraction", validation_fraction)
     _check_fraction("test_fraction", test_fraction)
     if dataset in corpora.TEXT_DATASETS:
         card = corpora.ingest_text(dataset, out_dir, source=source, cache_dir=cache_dir,
                                    vocabulary_size=vocabulary_size, remove=remove,
                                    validation_fraction=validation_fraction, seed=seed, topics=topics,
-                                   rcv1_split=rcv1_split)
+                                   rcv1_split=rcv1_split, protocol=protocol)
         return _add_bow_shape(card, out_dir)
     return images.ingest_images(dataset, out_dir, source=source, validation_fraction=validation_fraction,
                                 test_fraction=test_fraction, seed=seed, cache_dir=cache_dir)

@@ -323,6 +323,38 @@ class FeaturesParams:
             raise DulError(f"features.pca is {list(self.pca)}: feature sizes of 1 or more")
 
 
+@dataclasses.dataclass(frozen=True)
+class ScorerParams:
+    """The classifier the sample scores are computed with (stage scorer, models/scorer.pt):
+    a small CNN trained on the training split as the zoo sees it (components/evaluation/scorer.py)."""
+
+    epochs: int = 20  # passes over the training split; the epoch with the best validation accuracy is kept
+    batch_size: int = 100  # mini-batch size
+    lr: float = 0.003  # Adam's learning rate (on digits' validation split: 0.861 against 0.833 at 0.001)
+    seed: int = 0  # initial weights and batch order
+
+    def validate(self) -> None:
+        _check_positive("scorer", self, ("epochs", "batch_size", "lr"))
+        _check_not_negative("scorer", self, ("seed",))
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplesParams:
+    """The sample report (stage samples, reports/zoo/samples.json): every zoo row that samples
+    images, scored against the test split in the scorer's feature space."""
+
+    n: int = 1000  # samples drawn per family, and test items they are compared with (fewer if the test split is)
+    seed: int = 0  # the draws' seed (every family, and the sanity rows)
+    kid_subsets: int = 10  # random subsets the kernel distance is averaged over
+
+    def validate(self) -> None:
+        _check_positive("samples", self, ("kid_subsets",))
+        _check_not_negative("samples", self, ("seed",))
+        if self.n < 10:
+            raise DulError(f"samples.n is {self.n}: draw at least 10 samples (precision and recall use the 3 nearest "
+                           "neighbours; the scores are noisy below a few hundred)")
+
+
 SECTIONS: dict[str, type] = {
     "ingest": IngestParams,
     "pretrain": PretrainParams,
@@ -332,6 +364,8 @@ SECTIONS: dict[str, type] = {
     "sweep": SweepParams,
     "zoo": ZooParams,
     "features": FeaturesParams,
+    "scorer": ScorerParams,
+    "samples": SamplesParams,
 }
 
 

@@ -32,7 +32,7 @@ def code_deps(stage: dict) -> set[str]:
 
 
 # the feature report probes the families zoo.families lists, on the zoo's binarization
-ALSO_READS = {"features": ["zoo"]}
+ALSO_READS = {"features": ["zoo"], "scorer": ["zoo"], "samples": ["zoo"]}  # (the last two: the zoo's binarization)
 
 
 @pytest.mark.parametrize("stage", PLAIN)

@@ -85,6 +85,15 @@ def test_dvc_repro_trains_the_zoo_and_reports_its_likelihoods(repo_copy, repro):
 
 
 @pytest.mark.ray
+def test_dvc_repro_scores_every_sampler_between_real_data_and_the_mean_image(repo_copy, repro):
+    rows = {r["family"]: r for r in json.loads((repo_copy / "reports/zoo/samples.json").read_text())}
+    assert set(rows) == {"real-data", "mean-image", "vae", "nade"}
+    assert rows["real-data"]["frechet"] < rows["mean-image"]["frechet"]
+    assert json.loads((repo_copy / "reports/scorer/metrics.json").read_text())["test_accuracy"] > 0.5
+    assert (repo_copy / "models/scorer.pt").stat().st_size > 0
+
+
+@pytest.mark.ray
 def test_dvc_repro_probes_the_features_of_every_encoder(repo_copy, repro):
     rows = json.loads((repo_copy / "reports/zoo/features.json").read_text())
     assert {r["family"] for r in rows} == {"pixels", "vae", "dbn", "deep-autoencoder", "pca-2", "pca-6"}

@@ -1,0 +1,138 @@
+"""Stage samples: the sample report, every image sampler of the zoo scored on one scale.
+
+For every zoo row (zoo.families and zoo.variants) whose model samples grey
+images (``Sampler``), ``samples.n`` samples are drawn with ``samples.seed``;
+samples that are probabilities rather than bits (a VAE's means) are drawn
+from once more with the same seed, so that every family is scored on binary
+images, as the zoo's data is. They are compared with the first ``n`` test
+items (binarized by the zoo's protocol) in the features of the scorer
+(models/scorer.pt, stage scorer): Fréchet distance, kernel distance (KID,
+with its spread over subsets), precision and recall, and, for older papers'
+sake only, a Parzen-window log-likelihood in pixel space (sigma chosen on
+validation items; unreliable, Theis et al. 2016: components/evaluation/sample_scores.py).
+
+Two sanity rows bound every column: ``real-data``, n training items (the
+best a model can do), and ``mean-image``, n draws of independent pixels at
+the training mean (a floor). If a family beats real-data or loses to
+mean-image by a wide margin, suspect the score, not the family.
+
+Writes reports/zoo/samples.json (one row per sampler and the two sanity
+rows, best Fréchet distance first: ``family``, ``frechet``, ``kid``,
+``kid_std``, ``precision``, ``recall``, ``parzen_ll``, ``parzen_stderr``,
+``parzen_sigma``, ``samples``, ``seed``), samples.md and samples.csv (for
+DVC's bar plot).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components import tracking
+from components.config import SamplesParams, as_dict, load_params
+from components.data import item_shape, read_card
+from components.data.binarize import split_inputs
+from components.errors import DulError
+from components.evaluation.sample_scores import (
+    frechet_distance,
+    kernel_distance,
+    parzen_window,
+    precision_recall,
+)
+from components.evaluation.scorer import ScorerNet
+from components.io import write_csv, write_json, write_text
+from components.models import registry
+from components.models.base import Sampler
+from pipelines._stage import entry, run
+
+DATA = Path("data/prepared")
+ZOO_MODELS = Path("models/zoo")
+SCORER = Path("models/scorer.pt")
+REPORTS = Path("reports/zoo")
+PARZEN_ITEMS = 1000  # validation items sigma is chosen on, and test items scored (the first ones)
+
+
+def work(params: SamplesParams) -> None:
+    zoo = load_params("zoo")
+    card = read_card(DATA)
+    shape = item_shape(card, DATA)
+    if len(shape) != 3 or shape[0] != 1:
+        raise DulError(f"samples: {card['dataset']}'s items are {list(shape)}, not grey images; the sample report "
+                       "scores image samplers")
+    checkpoint = registry.read_checkpoint(SCORER)
+    scorer = ScorerNet.from_checkpoint(checkpoint)
+    test = split_inputs(DATA, "test", "binary", zoo)
+    n = min(params.n, len(test))
+    real = test[:n]
+    valid = split_inputs(DATA, "validation", "binary", zoo)[:PARZEN_ITEMS]
+    real_features = scorer.embed(real)
+    config = {**as_dict(params), "zoo.families": list(zoo.families), "zoo.variants": dict(zoo.variants),
+              "zoo.binarization": zoo.binarization, "zoo.binarization_seed": zoo.binarization_seed}
+    with tracking.stage_run("samples", config, deps=[DATA, ZOO_MODELS, SCORER]) as mlrun:
+        rows = []
+        for name, drawn, seconds in _samplers(zoo, params, n, shape):
+            row = {"family": name, **_scores(scorer, real_features, drawn, valid, real[:PARZEN_ITEMS], params),
+                   "samples": n, "seed": params.seed, "sample_seconds": round(seconds, 1)}
+            print(f"samples: {name}: Fréchet {row['frechet']:.2f}, KID {row['kid']:.4f}, precision "
+                  f"{row['precision']:.3f}, recall {row['recall']:.3f}", flush=True)
+            rows.append(row)
+        rows.sort(key=lambda r: r["frechet"])
+        write_json(REPORTS / "samples.json", rows)
+        write_csv(REPORTS / "samples.csv", [{"family": r["family"], "frechet": r["frechet"]} for r in rows])
+        write_text(REPORTS / "samples.md", markdown_table(rows, n, params, checkpoint.get("test_accuracy")))
+        mlrun.log_metrics({f"{r['family']}_frechet": r["frechet"] for r in rows})
+        for file in ("samples.json", "samples.md"):
+            mlrun.log_artifact(REPORTS / file, "zoo")
+
+
+def _samplers(zoo, params: SamplesParams, n: int, shape: tuple[int, ...]):
+    """(row name, (n, D) binary samples, seconds to draw them): the sanity rows, then every zoo sampler."""
+    train = split_inputs(DATA, "train", "binary", zoo)
+    rng = np.random.default_rng(params.seed)
+    yield "real-data", train[:n], 0.0
+    mean = train.mean(0)
+    yield "mean-image", (rng.random((n, mean.size)) < mean).astype(np.float32), 0.0
+    for name in zoo.names:
+        model = registry.load(ZOO_MODELS / f"{name}.pt")
+        if not isinstance(model, Sampler):
+            continue
+        start = time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            drawn = model.sample(n, torch.Generator().manual_seed(params.seed)).double().cpu().numpy()
+        if not np.isin(drawn, (0.0, 1.0)).all():  # probabilities (a VAE's means): one Bernoulli draw each
+            drawn = np.random.default_rng(params.seed).random(drawn.shape) < np.clip(drawn, 0, 1)
+        yield name, drawn.astype(np.float32), time.perf_counter() - start
+
+
+def _scores(scorer: ScorerNet, real_features: np.ndarray, drawn: np.ndarray, valid: np.ndarray, test: np.ndarray,
+            params: SamplesParams) -> dict:
+    features = scorer.embed(drawn)
+    kid, kid_std = kernel_distance(real_features, features, subsets=params.kid_subsets, seed=params.seed)
+    precision, recall = precision_recall(real_features, features)
+    return {"frechet": frechet_distance(real_features, features), "kid": kid, "kid_std": kid_std,
+            "precision": precision, "recall": recall, **parzen_window(drawn, valid, test)}
+
+
+def markdown_table(rows: list[dict], n: int, params: SamplesParams, accuracy: float | None) -> str:
+    scorer = f"the scorer's features (test accuracy {accuracy:.4f})" if accuracy is not None else "the scorer's features"
+    lines = [(f"{n} samples per row (seed {params.seed}) against {n} binarized test items, in {scorer}. "
+             "Fréchet and KID: lower is better; precision and recall: higher. real-data and mean-image are the "
+             "ceiling and the floor."), "",
+             "| family | Fréchet | KID (± std) | precision | recall | Parzen LL, nats (unreliable) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['frechet']:.2f} | {r['kid']:.4f} ± {r['kid_std']:.4f} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['parzen_ll']:.1f} ± {r['parzen_stderr']:.1f} |")
+    lines += ["", ("The Parzen-window log-likelihood (sigma chosen on validation items) is shown only to set figures "
+              "beside older papers': it ranks models unreliably (Theis, van den Oord & Bethge 2016).")]
+    return "\n".join(lines) + "\n"
+
+
+main = entry("samples", __doc__, work)
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,59 @@
+"""Stages scorer and samples on digits: a classifier of the binarized digits, and every zoo
+sampler scored in its features beside the ceiling (real data) and the floor (the mean image)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import parse_section
+from components.data import ingest
+from components.errors import DulError
+from pipelines import samples, scorer, train
+from tests.conftest import write_params
+
+
+def test_the_sample_report_ranks_real_data_first_and_the_mean_image_below_it(workdir, in_process, one_thread,
+                                                                              capsys):
+    ingest("digits", workdir / "data/prepared")
+    params = write_params(workdir, {"zoo": {"families": ["nade"], "variants": {"nade-wide": "nade"},
+                                            "test_items": 20, "samples": 4},
+                                    "nade": {"hidden": 8, "epochs": 3}, "nade-wide": {"hidden": 32, "epochs": 3},
+                                    "scorer": {"epochs": 10}, "samples": {"n": 200, "kid_subsets": 4}})
+    for name in ("nade", "nade-wide"):
+        assert train.main([name, "--params", str(params)]) == 0
+    assert scorer.main(["--params", str(params)]) == 0
+    accuracy = json.loads((workdir / "reports/scorer/metrics.json").read_text())
+    assert accuracy["test_accuracy"] > 0.75 and 1 <= accuracy["epoch_kept"] <= 10  # binarized 8x8 digits: ~0.85
+    assert samples.main(["--params", str(params)]) == 0
+    rows = {r["family"]: r for r in json.loads((workdir / "reports/zoo/samples.json").read_text())}
+    assert set(rows) == {"real-data", "mean-image", "nade", "nade-wide"}
+    assert all(r["samples"] == 200 and r["seed"] == 0 for r in rows.values())
+    real, floor = rows["real-data"], rows["mean-image"]
+    assert real["frechet"] < floor["frechet"] and real["kid"] < floor["kid"]
+    assert real["precision"] > floor["precision"] and real["recall"] > floor["recall"]
+    for name in ("nade", "nade-wide"):
+        assert real["frechet"] < rows[name]["frechet"] and 0 <= rows[name]["precision"] <= 1
+    table = (workdir / "reports/zoo/samples.md").read_text()
+    assert "| real-data |" in table and "unreliable" in table and f"{accuracy['test_accuracy']:.4f}" in table
+
+
+def test_too_few_samples_is_one_line():
+    with pytest.raises(DulError, match="samples.n is 5: draw at least 10"):
+        parse_section("samples", {"n": 5})
+
+
+def test_a_dataset_of_word_counts_has_no_sample_scorer_and_writes_nothing(workdir, monkeypatch, capsys):
+    from components.data import sources
+    from components.io import file_sha256
+    from tests.test_corpora import _tiny_archive
+
+    archive = _tiny_archive(workdir / "20news-bydate.tar.gz")
+    monkeypatch.setitem(sources.FILE_PINS, "20newsgroups",
+                        {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
+    ingest("20newsgroups", workdir / "data/prepared", source=str(archive), validation_fraction=0.0, vocabulary_size=4)
+    params = write_params(workdir, {"ingest": {"dataset": "20newsgroups"}})
+    assert scorer.main(["--params", str(params)]) == 2
+    assert "not grey images" in capsys.readouterr().err
+    assert not (workdir / "models/scorer.pt").exists() and not (workdir / "reports/scorer").exists()

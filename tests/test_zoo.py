@@ -37,8 +37,9 @@ TINY = {
     "dbm": {"hidden": [6, 4], "pretrain_epochs": 1, "chains": 10, "ais_chains": 10, "ais_betas": 100},
     "stacked_autoencoder": {"hidden": [8, 4], "noise": 0.2, "sparsity_cost": 0.1},
     "pixelcnn": {"gated": True, "channels": 4, "layers": 1},
+    "vdsh": {"bits": 4, "hidden": 16, "kl_warmup": 2},
 }
-COUNTS = {"nash"}  # families of word counts: they train on a tiny text corpus instead of digits
+COUNTS = {"nash", "vdsh"}  # families of word counts: they train on a tiny text corpus instead of digits
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,23 @@ def digits(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zoo") / "prepared"
     ingest("digits", folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A tiny 20 Newsgroups-layout archive as bag-of-words splits (4-word vocabulary)."""
+    from components.data import sources
+    from components.io import file_sha256
+    from tests.test_corpora import _tiny_archive
+
+    folder = tmp_path_factory.mktemp("corpus")
+    archive = _tiny_archive(folder / "20news-bydate.tar.gz")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sources.FILE_PINS, "20newsgroups",
+                      {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
+        ingest("20newsgroups", folder / "prepared", source=str(archive), validation_fraction=0.34,
+               vocabulary_size=4)
+    return folder / "prepared"
 
 
 def tiny_params(family: str, **overrides):
@@ -167,3 +185,22 @@ def test_binarization_protocols_are_stated_and_seeded():
     assert abs(fixed.mean() - X.mean()) < 0.03  # E[b] = x
     with pytest.raises(DulError, match="intensities in \\[0, 1\\]"):
         binarize(X * 3, "fixed", 0, "train")
+
+
+@pytest.mark.parametrize("family", sorted(COUNTS))
+def test_a_word_count_family_trains_on_counts_through_the_loop_and_resumes_bitwise(family, corpus, tmp_path,
+                                                                                   one_thread):
+    """The families of documents get word counts from the zoo (never a binarization), train through
+    the loop, resume bitwise and encode every document."""
+    assert training.family_inputs(registry.build(family, tiny_params(family), (4,))) == "counts"
+    settings = config(family, corpus, epochs=3, batch_size=2)
+    whole = loop.run_in_process(training.family_loop, settings)
+    with pytest.raises(Killed):
+        loop.run_in_process(training.family_loop, settings, session=KilledAfter(2, tmp_path))
+    resumed = loop.run_in_process(training.family_loop, settings, session=loop.LocalSession(folder=tmp_path))
+    (a,), (b,) = whole["done"], resumed["done"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    model = registry.load(a)
+    counts = torch.from_numpy(training.split_inputs(corpus, "train", "counts", settings["zoo"]))
+    assert model.encode(counts).shape == (len(counts), model.code_size)
+    assert not torch.equal(model.idf, torch.ones_like(model.idf))  # fitted on the training counts

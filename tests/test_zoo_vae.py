@@ -243,13 +243,13 @@ def test_nash_inputs_and_idf():
     counts = torch.tensor([[2.0, 0, 1], [0, 0, 3], [1, 1, 0], [0, 0, 1]])
     model = NASH(3, 4, 5, 0.1, "tfidf")
     assert torch.equal(model.idf, torch.ones(3))  # not fitted: idf = 1, unit-length term frequencies
-    assert torch.allclose(model.inputs(counts[:1]), torch.tensor([[2.0, 0, 1]]) / math.sqrt(5))
+    assert torch.allclose(model.encoder_inputs(counts[:1]), torch.tensor([[2.0, 0, 1]]) / math.sqrt(5))
     model.fit_inputs(counts)
     expected = torch.tensor([math.log(5 / 3) + 1, math.log(5 / 2) + 1, math.log(5 / 4) + 1])
     assert torch.allclose(model.idf, expected)
     weighted = counts * expected
-    assert torch.allclose(model.inputs(counts), weighted / weighted.norm(dim=1, keepdim=True))
-    assert torch.allclose(NASH(3, 4, 5, 0.1, "log").inputs(counts), torch.log1p(counts))
+    assert torch.allclose(model.encoder_inputs(counts), weighted / weighted.norm(dim=1, keepdim=True))
+    assert torch.allclose(NASH(3, 4, 5, 0.1, "log").encoder_inputs(counts), torch.log1p(counts))
     q = model.encode(counts)
     assert q.shape == (4, 4) and bool(((q >= 0) & (q <= 1)).all())
     with pytest.raises(DulError, match=r"fit_inputs needs counts of shape \(N, 3\)"):
@@ -394,3 +394,36 @@ def test_mnist_sized_is_5000_fits_in_a_gigabyte_on_gpu():
     assert log_p.shape == (100,) and bool(torch.isfinite(log_p).all())
     assert torch.cuda.max_memory_allocated() - start < 1 << 30
     assert model.sample(4, torch.Generator().manual_seed(0)).device.type == "cuda"
+
+
+def test_vdsh_inputs_kl_and_warmup():
+    """VDSH (Chaidaroon & Fang 2017): TF-IDF log(1 + tf) log(1 + N / df), the Gaussian KL in closed
+    form against torch.distributions, the reconstruction as the multinomial log-likelihood, the KL
+    weight rising over kl_warmup epochs, and the code is the posterior mean."""
+    from torch.distributions import Normal, kl_divergence
+
+    from components.models.vdsh import VDSH
+
+    torch.manual_seed(0)
+    counts = torch.tensor([[2.0, 0, 1], [0, 3, 1], [1, 1, 0], [0, 0, 4]])
+    model = VDSH(3, bits=2, hidden=5, kl_warmup=4).fit_inputs(counts)
+    df = torch.tensor([2.0, 2, 3])
+    assert torch.allclose(model.idf, torch.log1p(4 / df))
+    assert torch.allclose(model.tfidf(counts), torch.log1p(counts) * torch.log1p(4 / df))
+    mu, log_var = model.posterior(counts)
+    expected_kl = kl_divergence(Normal(mu, torch.exp(0.5 * log_var)), Normal(0.0, 1.0)).sum(1).mean()
+    torch.manual_seed(1)
+    figures = model.loss(counts)
+    assert torch.allclose(figures["kl"], expected_kl, atol=1e-6)
+    torch.manual_seed(1)
+    z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+    log_p = torch.log_softmax(model.decoder(z), dim=1)
+    assert torch.allclose(figures["reconstruction"], -(counts * log_p).sum(1).mean(), atol=1e-6)
+    weights = []
+    for epoch in range(6):
+        model.start_epoch(epoch)
+        weights.append(float(model.beta))
+    assert weights == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert torch.allclose(figures["loss"], figures["reconstruction"] + 0.0 * figures["kl"])  # beta 0 before epoch 1
+    assert torch.equal(model.encode(counts), mu)
+    assert VDSH(3, 2, 5).beta == 1.0  # no warm-up: the full KL from the start

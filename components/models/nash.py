@@ -78,6 +78,7 @@ class NASH(Checkpointed, nn.Module):
                                      nn.Linear(hidden, bits))
         self.decoder = nn.Linear(bits, n_inputs)  # W (V, bits), b (V,)
         self.register_buffer("idf", torch.ones(n_inputs))  # (V,)
+        self.inputs = "counts"  # what the zoo hands it: word counts, not binarized images
         self.hyperparameters = {"n_inputs": n_inputs, "bits": bits, "hidden": hidden, "noise": noise, "input": input}
 
     @classmethod
@@ -104,7 +105,7 @@ class NASH(Checkpointed, nn.Module):
         self.idf.copy_(torch.log((1 + len(counts)) / (1 + df)) + 1)
         return self
 
-    def inputs(self, counts: torch.Tensor) -> torch.Tensor:
+    def encoder_inputs(self, counts: torch.Tensor) -> torch.Tensor:
         """u: what the encoder sees, (B, V)."""
         counts = counts.to(self.idf.dtype)
         if self.input_kind == "log":
@@ -114,7 +115,7 @@ class NASH(Checkpointed, nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, V) counts -> q (B, bits), the code probabilities."""
-        return torch.sigmoid(self.encoder(self.inputs(x)))
+        return torch.sigmoid(self.encoder(self.encoder_inputs(x)))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

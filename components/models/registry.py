@@ -39,6 +39,7 @@ FAMILIES = {
     "dbm": "components.models.dbm:DBM",
     "stacked_autoencoder": "components.models.stacked_autoencoder:StackedAutoencoder",
     "pixelcnn": "components.models.pixelcnn:PixelCNN",
+    "vdsh": "components.models.vdsh:VDSH",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

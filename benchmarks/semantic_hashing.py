@@ -12,7 +12,14 @@ relevant = same newsgroup. Baselines on the same queries: TF-IDF cosine over
 all words, LSA (cosine) at the same dimensionality, random-hyperplane LSH
 with as many bits.
 
-    python benchmarks/semantic_hashing.py --data data/prepared [--bits 8 16 32 64 128] [--out results.json]
+    python benchmarks/semantic_hashing.py --data data/prepared [--bits 8 16 32 64 128] [--peers vdsh nash]
+        [--select] [--out results.json]
+
+``--peers`` trains the field's baselines too, as dul's zoo families (VDSH:
+Chaidaroon & Fang 2017; NASH: Shen et al. 2018), at every length, on the
+same files, with the same median thresholds and the same queries; with
+``--select`` every method keeps its epoch with the best validation
+precision@100 (never the test split's).
 
 ``--data`` is an ingested 20newsgroups folder (``ingest.dataset:
 20newsgroups``; the pipeline's data/prepared or any ``dul stage ingest``
@@ -98,6 +105,40 @@ def finetune(layers, data: torch.Tensor, epochs: int, noise: float, seed: int, m
     return model.eval(), best[1]
 
 
+PEERS = ("vdsh", "nash")  # the field's baselines, as dul's zoo families (components/models/vdsh.py, nash.py)
+
+
+def train_peer(family: str, bits: int, data: torch.Tensor, epochs: int, seed: int, select=None, hidden: int = 500):
+    """A zoo family of document codes (VDSH or NASH) at ``bits``, trained by its own ``training_step``
+    (Adam 1e-3, batches of 100, the papers' settings) on the training counts; with ``select``, the
+    epoch with the best validation score (evaluated before training and after every epoch)."""
+    from components.config import parse_dataclass
+    from components.models import registry
+
+    values = {"bits": bits, "hidden": hidden, "epochs": epochs, "batch_size": 100, "lr": 0.001, "seed": seed}
+    if family == "vdsh":
+        values["kl_warmup"] = max(1, epochs // 5)
+    params = parse_dataclass(registry.params_class(family), family, values)
+    torch.manual_seed(seed)
+    model = registry.build(family, params, (data.shape[1],))
+    model.fit_inputs(data)
+    optimizers = model.optimizers(params)
+    best = (select(model.eval()), 0, copy.deepcopy(model.state_dict())) if select else None
+    for epoch in tqdm(range(epochs), desc=f"{family} ({bits} bits)"):
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(epoch)
+        model.train()
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + epoch))
+        for batch in order.split(100):
+            model.training_step(data[batch], optimizers)
+        if select and (score := select(model.eval())) > best[0]:
+            best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
+    if best is None:
+        return model.eval(), epochs
+    model.load_state_dict(best[2])
+    return model.eval(), best[1]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="ingested 20newsgroups folder (data/prepared)")
@@ -115,6 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the pretrained layers in this folder and reuse them on the next run "
                              "with the same data, epochs, rates and seed")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=[],
+                        help="also train these zoo families at every length, on the same data (VDSH, NASH)")
+    parser.add_argument("--peer-epochs", type=int, default=50, help="epochs of each peer (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -153,17 +197,30 @@ def main(argv: list[str] | None = None) -> dict:
         methods = {"semantic hashing": (pack_bits(binarize(codes_train, thresholds)),
                                         pack_bits(binarize(codes_test, thresholds)), "hamming")}
         methods |= baseline_vectors("bow", X_train, X_test, bits, args.seed)
+        kept = {}
+        for family in args.peers:
+            peer, kept[family] = train_peer(family, bits, data, args.peer_epochs, args.seed,
+                                            validation_precision if args.select else None)
+            with torch.no_grad():
+                peer_train, peer_test = peer.encode(data).numpy(), peer.encode(torch.from_numpy(X_test)).numpy()
+            peer_thresholds = fit_thresholds(peer_train)  # each code unit at its training median (VDSH's rule)
+            methods[family.upper()] = (pack_bits(binarize(peer_train, peer_thresholds)),
+                                       pack_bits(binarize(peer_test, peer_thresholds)), "hamming")
         curves = compare_methods(methods, labels_test, labels_train, np.array([100]))
         near_binary = float(((codes_train < 0.1) | (codes_train > 0.9)).mean())
         results["rows"][bits] = {name: float(c["precision"][0]) for name, c in curves.items()} | \
-            {"codes_within_0.1_of_0_or_1": near_binary, "finetune_epochs_kept": epoch}
+            {"codes_within_0.1_of_0_or_1": near_binary, "finetune_epochs_kept": epoch} | \
+            {f"{family}_epochs_kept": e for family, e in kept.items()}
         print(bits, results["rows"][bits], flush=True)
     results["seconds"] = time.perf_counter() - start
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
-    print("| bits | semantic hashing | TF-IDF (all words) | LSA, same dims | LSH, same bits |\n|---|---|---|---|---|")
+    peers = [family.upper() for family in args.peers]
+    print("| bits | semantic hashing | TF-IDF (all words) | LSA, same dims | LSH, same bits |"
+          + "".join(f" {name} |" for name in peers) + "\n|---|---|---|---|---|" + "---|" * len(peers))
     for bits, row in results["rows"].items():
-        print(f"| {bits} | " + " | ".join(f"{value:.3f}" for value in list(row.values())[:4]) + " |")
+        print(f"| {bits} | " + " | ".join(f"{value:.3f}" for value in list(row.values())[:4]) + " |"
+              + "".join(f" {row[name]:.3f} |" for name in peers))
     return results
 
 

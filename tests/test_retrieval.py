@@ -382,3 +382,17 @@ def test_read_label_sets_of_a_single_label_dataset_is_one_hot(tmp_path):
     sets = read_label_sets(tmp_path / "prepared", "test")
     _, y = read_split(tmp_path / "prepared", "test")
     assert sets.shape == (len(y), 10) and (sets.sum(1) == 1).all() and (sets.argmax(1) == y).all()
+
+
+@pytest.mark.parametrize("family", ["vdsh", "nash"])
+def test_the_semantic_hashing_benchmark_trains_a_peer_and_keeps_its_best_validation_epoch(family):
+    import torch
+
+    from benchmarks.semantic_hashing import train_peer
+
+    counts = torch.from_numpy(np.random.default_rng(0).poisson(1.0, (60, 30)).astype(np.float32))
+    scores = iter([0.1, 0.5, 0.3, 0.2])  # before training, then after each of three epochs: epoch 1 is best
+    model, kept = train_peer(family, 4, counts, epochs=3, seed=0, select=lambda m: next(scores), hidden=8)
+    assert kept == 1 and model.code_size == 4 and model.encode(counts).shape == (60, 4)
+    _, last = train_peer(family, 4, counts, epochs=2, seed=0, hidden=8)
+    assert last == 2  # without a selector: the last epoch

@@ -169,8 +169,8 @@ def test_the_vdsh_protocol_works_out_by_hand(tmp_path, monkeypatch):
 def test_the_vdsh_protocol_is_refused_for_another_corpus_in_one_line(tmp_path):
     from components.config import parse_section
 
-    with pytest.raises(DulError, match="vdsh is the semantic-hashing papers' 20newsgroups preparation, not reuters21578"):
-        parse_section("ingest", {"dataset": "reuters21578", "protocol": "vdsh"})
+    with pytest.raises(DulError, match="20newsgroups and reuters21578 preparation, not rcv1-v2's"):
+        parse_section("ingest", {"dataset": "rcv1-v2", "protocol": "vdsh"})
     with pytest.raises(DulError, match="prepares a text corpus, not digits"):
         ingest("digits", tmp_path / "data", protocol="vdsh")
     assert not (tmp_path / "data").exists()

@@ -324,3 +324,34 @@ def test_retrieval_selection_scores_multi_label_hits_by_any_topic(reuters_src, t
     assert labels == [topics[i] for i in train_ids]
     score = selection.RetrievalScore(out)
     assert score.database_labels.astype(int).tolist() == [[int(j in topics[i]) for j in range(3)] for i in train_ids]
+
+
+def test_reuters_under_the_vdsh_protocol_keeps_the_top_topics_and_drops_unlabelled_test_documents(tmp_path,
+                                                                                                 monkeypatch):
+    """The papers' Reuters: the 20 most frequent ModApte topics (here 2 of 3, the protocol's count patched),
+    multi-label; test documents without one of them dropped; the test split halved by seed."""
+    from components.data import corpora, read_label_sets
+
+    words = "oil price barrel crude opec market trade deal export"
+    docs, newid = [], 0
+    for topics, split, times in ((["crude"], "TRAIN", 4), (["trade"], "TRAIN", 3), (["crude", "trade"], "TRAIN", 2),
+                                 (["acq"], "TRAIN", 1), (["crude"], "TEST", 3), (["acq"], "TEST", 2),
+                                 (["trade", "acq"], "TEST", 1)):
+        for _ in range(times):
+            newid += 1
+            docs.append((newid, split, "YES", topics))
+    folder = tmp_path / "reuters"
+    folder.mkdir()
+    (folder / "reut2-000.sgm").write_bytes(sgm(docs).replace(b"Body of story", words.encode() * 1 + b" Body"))
+    monkeypatch.setattr(reuters, "EXPECTED_DOCUMENTS", len(docs))
+    monkeypatch.setattr(corpora, "REUTERS_VDSH_TOPICS", 2)
+    monkeypatch.setitem(corpora.VDSH, "min_df", 1)  # the vocabulary rules are tested on 20 Newsgroups
+    monkeypatch.setitem(corpora.VDSH, "max_df", 1.0)
+    card = ingest("reuters21578", tmp_path / "data", source=str(folder), protocol="vdsh", seed=0)
+    assert card["multi_label"] and card["label_names"] == ["crude", "trade"]  # acq: one training document
+    assert card["split"]["dropped"]["test_unlabelled"] == 2  # the two acq-only test documents
+    assert [card["splits"][s]["count"] for s in ("train", "validation", "test")] == [10, 2, 2]
+    sets = {s: read_label_sets(tmp_path / "data", s) for s in ("validation", "test")}
+    assert all(row.any() for part in sets.values() for row in part)  # every test document has a kept topic
+    both = read_label_sets(tmp_path / "data", "train")
+    assert both.sum(0).tolist() == [6, 5] and (both.sum(1) == 0).sum() == 1  # the acq training document stays

@@ -120,11 +120,16 @@ def write_bow_split(
     counts: scipy.sparse.spmatrix,
     titles: Sequence[str],
     vocabulary: Sequence[str],
+    label_sets: Sequence[Sequence[int]] | None = None,
 ) -> None:
-    """Write one bag-of-words split to ``path`` (Parquet, atomically; see the module docstring)."""
+    """Write one bag-of-words split to ``path`` (Parquet, atomically; see the module docstring).
+    ``label_sets``: a multi-label corpus's every label per document, written as the ``labels``
+    list column beside ``label`` (then each document's first label, or -1)."""
     counts = _canonical(counts)
     labels = np.asarray(labels)
     n_docs, n_words = counts.shape
+    if label_sets is not None and len(label_sets) != n_docs:
+        raise ValueError(f"{len(label_sets)} label sets but {n_docs} rows of counts")
     if not (len(ids) == len(labels) == len(titles) == n_docs):
         raise ValueError(f"{len(ids)} ids, {len(labels)} labels, {len(titles)} titles but {n_docs} rows of counts")
     if n_words != len(vocabulary):
@@ -140,6 +145,8 @@ def write_bow_split(
             "title": pa.array(list(titles), pa.string()),
             "indices": pa.ListArray.from_arrays(offsets, pa.array(counts.indices.astype(np.int32))),
             "counts": pa.ListArray.from_arrays(offsets, pa.array(counts.data.astype(np.int32))),
+            **({} if label_sets is None else
+               {"labels": pa.array([sorted({int(label) for label in row}) for row in label_sets], pa.list_(pa.int32()))}),
         }
     ).replace_schema_metadata({"vocabulary_size": str(n_words), "vocabulary": json.dumps(list(vocabulary))})
     with atomic_path(path) as tmp:

@@ -77,9 +77,11 @@ def test_a_diverged_gaussian_layer_names_the_rate_to_lower():
     params = parse_section("pretrain", {"visible_units": "gaussian", "hidden": [4, 2]})
     first, second = pretrain.layer_phases(params, inputs=None)
     rbm = GaussianBernoulliRBM(4, 2)
-    with pytest.raises(DulError, match="layer 1 at epoch 3.*a Gaussian layer needs a small rate: set pretrain.lr_layers"):
+    with pytest.raises(DulError, match=r"NaN/inf in recon_error\) in layer 1 at epoch 3.*a Gaussian layer needs a "
+                                       "small rate: set pretrain.lr_layers"):
         loop.check_finite({"recon_error": float("nan")}, rbm.parameters(), "pretrain", first, epoch=2)
-    with pytest.raises(DulError, match="layer 2 at epoch 1; .*lower pretrain.lr or pretrain.lr_code"):
+    with pytest.raises(DulError, match=r"NaN/inf in the parameters\) in layer 2 at epoch 1; .*lower pretrain.lr or "
+                                       "pretrain.lr_code"):
         loop.check_finite({"recon_error": 1.0}, [torch.tensor([float("inf")])], "pretrain", second, epoch=0)
     loop.check_finite({"recon_error": 1.0}, rbm.parameters(), "pretrain", second, epoch=0)  # finite: no error
 

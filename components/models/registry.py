@@ -40,6 +40,8 @@ FAMILIES = {
     "stacked_autoencoder": "components.models.stacked_autoencoder:StackedAutoencoder",
     "pixelcnn": "components.models.pixelcnn:PixelCNN",
     "vdsh": "components.models.vdsh:VDSH",
+    "gan": "components.models.gan:GAN",
+    "gmmn": "components.models.gmmn:GMMN",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

@@ -155,11 +155,12 @@ def _seeds(phase: Phase, epoch: int, rank: int) -> tuple[int | None, int]:
 
 def check_finite(stats: dict, parameters: Iterable[torch.Tensor], stage: str, phase: Phase, epoch: int) -> None:
     """``Diverged`` if any figure or parameter is NaN or inf, naming where and the fix."""
-    finite = all(math.isfinite(v) for v in stats.values() if isinstance(v, (int, float)))
-    if finite and all(bool(torch.isfinite(p).all()) for p in parameters):
+    bad = [k for k, v in stats.items() if isinstance(v, (int, float)) and not math.isfinite(v)]
+    if not bad and all(bool(torch.isfinite(p).all()) for p in parameters):
         return
     where = f" in {phase.name}" if phase.name else ""
-    raise Diverged(f"{stage}: training diverged (NaN/inf){where} at epoch {epoch + 1}; "
+    what = f"NaN/inf in {', '.join(bad)}" if bad else "NaN/inf in the parameters"  # e.g. a GAN's train_d_loss
+    raise Diverged(f"{stage}: training diverged ({what}){where} at epoch {epoch + 1}; "
                    f"the last good checkpoint is kept; {phase.fix}")
 
 

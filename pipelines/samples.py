@@ -11,10 +11,14 @@ with its spread over subsets), precision and recall, and, for older papers'
 sake only, a Parzen-window log-likelihood in pixel space (sigma chosen on
 validation items; unreliable, Theis et al. 2016: components/evaluation/sample_scores.py).
 
-Two sanity rows bound every column: ``real-data``, n training items (the
-best a model can do), and ``mean-image``, n draws of independent pixels at
-the training mean (a floor). If a family beats real-data or loses to
-mean-image by a wide margin, suspect the score, not the family.
+Two sanity rows frame the table: ``real-data``, n items of the training
+half the scorer did not learn from (real images it has not seen, as the
+test items: about the best a model can do), and ``mean-image``, n draws of
+independent pixels at the training mean (a floor). A family far below
+real-data or above mean-image on Fréchet and KID points at the score, not
+the family. Precision alone is fooled by such averages: blurry or
+mean-like samples fall inside the real manifold's balls (Kynkäänniemi et al.
+pair it with recall for that reason).
 
 Writes reports/zoo/samples.json (one row per sampler and the two sanity
 rows, best Fréchet distance first: ``family``, ``frechet``, ``kid``,
@@ -42,7 +46,7 @@ from components.evaluation.sample_scores import (
     parzen_window,
     precision_recall,
 )
-from components.evaluation.scorer import ScorerNet
+from components.evaluation.scorer import ScorerNet, halves
 from components.io import write_csv, write_json, write_text
 from components.models import registry
 from components.models.base import Sampler
@@ -92,7 +96,7 @@ def _samplers(zoo, params: SamplesParams, n: int, shape: tuple[int, ...]):
     """(row name, (n, D) binary samples, seconds to draw them): the sanity rows, then every zoo sampler."""
     train = split_inputs(DATA, "train", "binary", zoo)
     rng = np.random.default_rng(params.seed)
-    yield "real-data", train[:n], 0.0
+    yield "real-data", train[halves(len(train))[1]][:n], 0.0  # the half the scorer did not learn from
     mean = train.mean(0)
     yield "mean-image", (rng.random((n, mean.size)) < mean).astype(np.float32), 0.0
     for name in zoo.names:

@@ -1,8 +1,9 @@
 """Stage scorer: the classifier the sample report scores samples with.
 
-Trains components/evaluation/scorer.py's small CNN on data/prepared's
-training split as the zoo's families see it (binarized by the zoo's
-protocol, zoo.binarization), keeps the epoch with the best validation
+Trains components/evaluation/scorer.py's small CNN on the first half of
+data/prepared's training split as the zoo's families see it (binarized by
+the zoo's protocol, zoo.binarization; the other half is held back for the
+sample report's real-data row), keeps the epoch with the best validation
 accuracy, and states its test accuracy: a feature space is only as good as
 the classifier it comes from. Writes models/scorer.pt (its weights, versioned
 by DVC) and reports/scorer/{metrics.json,curve.csv}. It trains in seconds to
@@ -20,7 +21,7 @@ from components.config import ScorerParams, as_dict, load_params
 from components.data import item_shape, read_card, read_split
 from components.data.binarize import split_inputs
 from components.errors import DulError
-from components.evaluation.scorer import train_scorer
+from components.evaluation.scorer import halves, train_scorer
 from components.io import save_torch, write_csv, write_json
 from pipelines._stage import entry, run
 
@@ -41,6 +42,8 @@ def work(params: ScorerParams) -> None:
         raise DulError(f"scorer: {card['dataset']} has no labels to train the scoring classifier on; use a labelled "
                        "dataset")
     data = {split: (split_inputs(DATA, split, "binary", zoo), read_split(DATA, split)[1]) for split in SPLITS}
+    learn, _ = halves(len(data["train"][1]))  # the other half is the sample report's real-data row
+    data["train"] = (data["train"][0][learn], data["train"][1][learn])
     with tracking.stage_run("scorer", {**as_dict(params), "zoo.binarization": zoo.binarization,
                                        "zoo.binarization_seed": zoo.binarization_seed}, deps=[DATA]) as mlrun:
         start = time.perf_counter()

@@ -32,7 +32,8 @@ def test_the_sample_report_ranks_real_data_first_and_the_mean_image_below_it(wor
     assert all(r["samples"] == 200 and r["seed"] == 0 for r in rows.values())
     real, floor = rows["real-data"], rows["mean-image"]
     assert real["frechet"] < floor["frechet"] and real["kid"] < floor["kid"]
-    assert real["precision"] > floor["precision"] and real["recall"] > floor["recall"]
+    assert real["recall"] > floor["recall"]  # precision alone is fooled by mean-like samples (see pipelines/samples)
+    assert real["kid_std"] > 0  # the KID subsets differ
     for name in ("nade", "nade-wide"):
         assert real["frechet"] < rows[name]["frechet"] and 0 <= rows[name]["precision"] <= 1
     table = (workdir / "reports/zoo/samples.md").read_text()

@@ -10,7 +10,9 @@ test items R, both (n, d):
   each set. Biased for small n: compare rows of one n only.
 - Kernel distance (Bińkowski et al. 2018, KID): the unbiased estimate of
   MMD^2 with the cubic kernel k(a, b) = (a.b / d + 1)^3, averaged over
-  ``subsets`` random subsets of both sets; unbiased, so it can dip below 0.
+  ``subsets`` random subsets of both sets (of 1,000 items, or half a set
+  if it is smaller, so that the spread over subsets means something);
+  unbiased, so it can dip below 0.
 - Precision and recall (Kynkäänniemi et al. 2019): a set's manifold is the
   union of balls around its points, each with the radius to its k-th
   nearest neighbour in the set (k = 3); precision is the share of samples
@@ -64,8 +66,9 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
 def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 10, subset_size: int = KID_SUBSET,
                     seed: int = 0) -> tuple[float, float]:
     """(mean, std over subsets) of the unbiased MMD^2 with the cubic polynomial kernel."""
-    real, fake = _check(real, fake)
-    d, m = real.shape[1], min(subset_size, len(real), len(fake))
+    real, fake = _check(real, fake, least=4)
+    d = real.shape[1]
+    m = min(subset_size, len(real) // 2, len(fake) // 2)  # at most half of each set, so that the subsets differ
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(subsets):

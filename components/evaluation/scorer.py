@@ -4,8 +4,9 @@ The FID's Inception network was trained on ImageNet; dul's datasets are not
 ImageNet, nothing may be downloaded, and a network trained elsewhere would
 score what it learned there. So dul trains its own: a small convolutional
 classifier on the dataset's training split, as the zoo sees the images
-(binarized by the zoo's protocol), its epoch kept by validation accuracy and
-its test accuracy stated (Salimans et al. 2016 and Li, Swersky & Zemel 2015
+(binarized by the zoo's protocol; the first half of it, the other half held
+back for the sample report's real-data row), its epoch kept by validation
+accuracy and its test accuracy stated (Salimans et al. 2016 and Li, Swersky & Zemel 2015
 score MNIST samples with such a classifier too). Its features are the 128
 units before the softmax layer.
 
@@ -26,6 +27,13 @@ from torch.nn import functional as F
 from components.errors import DulError
 
 FEATURES = 128
+
+
+def halves(n: int) -> tuple[slice, slice]:
+    """The training rows the scorer learns from (the first half) and the held-back half the
+    sample report's real-data row draws from: real items the scorer has not seen, like the test
+    items, so the ceiling is not flattered by features the classifier fitted."""
+    return slice(0, n - n // 2), slice(n - n // 2, n)
 
 
 class ScorerNet(nn.Module):

@@ -138,7 +138,8 @@ def test_stages_are_grouped_runs_in_mlflow(repo_copy, repro):
     assert len(parents) == 1
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(r.info.run_name for r in children) == ["evaluate", "features", "finetune", "index", "ingest",
-                                                          "pretrain", "train@nade", "train@vae", "zoo"]
+                                                          "pretrain", "samples", "scorer", "train@nade", "train@vae",
+                                                          "zoo"]
     commit = sh("git", "rev-parse", "HEAD", cwd=repo_copy).stdout.strip()
     assert all(r.data.tags["git.commit"] == commit and r.info.status == "FINISHED" for r in children)
     lock = (repo_copy / "dvc.lock").read_text()

@@ -73,9 +73,14 @@ def test_rerun_is_byte_identical(prepared, tmp_path):
 
 
 def _tiny_archive(path: Path) -> Path:
-    posts = {"20news-bydate-train/comp.a/1": "Subject: disks\n\ndisk drive disk", "20news-bydate-train/rec.b/2":
-             "Subject: cars\n\ncar engine car", "20news-bydate-train/rec.b/3": "Subject: more\n\nengine wheel",
-             "20news-bydate-test/comp.a/4": "Subject: q\n\ndisk", "20news-bydate-test/rec.b/5": "Subject: r\n\ncar"}
+    return _archive(path, {
+        "20news-bydate-train/comp.a/1": "Subject: disks\n\ndisk drive disk", "20news-bydate-train/rec.b/2":
+        "Subject: cars\n\ncar engine car", "20news-bydate-train/rec.b/3": "Subject: more\n\nengine wheel",
+        "20news-bydate-test/comp.a/4": "Subject: q\n\ndisk", "20news-bydate-test/rec.b/5": "Subject: r\n\ncar"})
+
+
+def _archive(path: Path, posts: dict[str, str]) -> Path:
+    """A 20news-bydate-layout tar.gz of ``posts`` (member name -> text)."""
     with tarfile.open(path, "w:gz") as tar:
         for name, body in posts.items():
             data = body.encode()
@@ -122,16 +127,6 @@ def test_a_local_archive_with_the_wrong_checksum_is_an_error(tmp_path):
 
 
 # ------------------------------------------------- the semantic-hashing papers' protocol (ingest.protocol: vdsh)
-
-def _archive(path: Path, posts: dict[str, str]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, body in posts.items():
-            data = body.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
 
 def test_the_vdsh_protocol_works_out_by_hand(tmp_path, monkeypatch):
     """Headers and quotes go; stop words go; a word in > 80% of training posts (max_df) or in < 3

@@ -39,14 +39,13 @@ from components import tracking
 from components.config import SamplesParams, as_dict, load_params
 from components.data import item_shape, read_card
 from components.data.binarize import split_inputs
-from components.errors import DulError
 from components.evaluation.sample_scores import (
     frechet_distance,
     kernel_distance,
     parzen_window,
     precision_recall,
 )
-from components.evaluation.scorer import ScorerNet, halves
+from components.evaluation.scorer import ScorerNet, grey_image_shape, halves
 from components.io import write_csv, write_json, write_text
 from components.models import registry
 from components.models.base import Sampler
@@ -62,10 +61,7 @@ PARZEN_ITEMS = 1000  # validation items sigma is chosen on, and test items score
 def work(params: SamplesParams) -> None:
     zoo = load_params("zoo")
     card = read_card(DATA)
-    shape = item_shape(card, DATA)
-    if len(shape) != 3 or shape[0] != 1:
-        raise DulError(f"samples: {card['dataset']}'s items are {list(shape)}, not grey images; the sample report "
-                       "scores image samplers")
+    shape = grey_image_shape(card, item_shape(card, DATA), "samples")
     checkpoint = registry.read_checkpoint(SCORER)
     scorer = ScorerNet.from_checkpoint(checkpoint)
     test = split_inputs(DATA, "test", "binary", zoo)

@@ -21,7 +21,7 @@ from components.config import ScorerParams, as_dict, load_params
 from components.data import item_shape, read_card, read_split
 from components.data.binarize import split_inputs
 from components.errors import DulError
-from components.evaluation.scorer import halves, train_scorer
+from components.evaluation.scorer import grey_image_shape, halves, train_scorer
 from components.io import save_torch, write_csv, write_json
 from pipelines._stage import entry, run
 
@@ -34,10 +34,7 @@ SPLITS = ("train", "validation", "test")
 def work(params: ScorerParams) -> None:
     zoo = load_params("zoo")
     card = read_card(DATA)
-    shape = item_shape(card, DATA)
-    if len(shape) != 3 or shape[0] != 1:
-        raise DulError(f"scorer: {card['dataset']}'s items are {list(shape)}, not grey images; the sample report "
-                       "scores image samplers (run the other stages by name, e.g. dvc repro zoo)")
+    shape = grey_image_shape(card, item_shape(card, DATA), "scorer")
     if not card.get("labels", True):
         raise DulError(f"scorer: {card['dataset']} has no labels to train the scoring classifier on; use a labelled "
                        "dataset")

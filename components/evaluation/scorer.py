@@ -29,6 +29,14 @@ from components.errors import DulError
 FEATURES = 128
 
 
+def grey_image_shape(card: dict, shape: tuple[int, ...], stage: str) -> tuple[int, ...]:
+    """``shape`` if the dataset's items are grey images (1, H, W), else a one-line DulError for ``stage``."""
+    if len(shape) != 3 or shape[0] != 1:
+        raise DulError(f"{stage}: {card['dataset']}'s items are {list(shape)}, not grey images; the sample report "
+                       "scores image samplers (run the other stages by name, e.g. dvc repro zoo)")
+    return shape
+
+
 def halves(n: int) -> tuple[slice, slice]:
     """The training rows the scorer learns from (the first half) and the held-back half the
     sample report's real-data row draws from: real items the scorer has not seen, like the test

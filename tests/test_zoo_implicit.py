@@ -82,3 +82,27 @@ def test_a_discriminator_gone_nan_names_the_network_the_family_and_the_epoch():
     with pytest.raises(DulError, match=r"train@dcgan: training diverged \(NaN/inf in train_d_loss\) in dcgan at "
                                        r"epoch 3; .*lower dcgan.lr"):
         loop.check_finite({"train_d_loss": float("nan"), "train_g_loss": 0.7}, [], "train@dcgan", phase, epoch=2)
+
+
+def test_gmmn_ae_matches_moments_in_code_space_and_decodes_its_samples():
+    """GMMN+AE: the autoencoder learns by its own optimizer, the generator's MMD is on codes."""
+    torch.manual_seed(0)
+    params = GMMN.Params(space="autoencoder", autoencoder=(16, 3), lr=0.01, latent=2, hidden=(16,))
+    params.validate()
+    model = GMMN.from_params(params, (1, 4, 4))
+    assert model.bandwidths == list(params.code_bandwidths) and model.generator[-1].out_features == 3
+    data = (torch.rand(64, 16) > 0.5).float()
+    ae_opt, g_opt = model.optimizers(params)
+    decoder_before = snapshot(model.decoder)
+    first = model.training_step(data, [ae_opt, torch.optim.SGD(model.generator.parameters(), lr=0.0)])
+    assert set(first) == {"loss", "mmd2", "reconstruction"}
+    assert any(not torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))
+    for _ in range(150):
+        last = model.training_step(data, [ae_opt, g_opt])
+    assert float(last["reconstruction"]) < float(first["reconstruction"])
+    drawn = model.sample(5, torch.Generator().manual_seed(1))
+    assert drawn.shape == (5, 16) and 0 <= drawn.min() and drawn.max() <= 1
+    restored = GMMN.from_checkpoint(model.to_checkpoint())
+    assert torch.equal(restored.sample(5, torch.Generator().manual_seed(1)), drawn)
+    with pytest.raises(DulError, match="gmmn.space is 'codes'"):
+        GMMN.Params(space="codes").validate()

@@ -45,6 +45,19 @@ def work(params: FinetuneParams) -> None:
         registered = register_encoder(mlrun, OUT, n_inputs=sizes[0], code_size=sizes[-1],
                                       metric="valid_squared_error", value=metrics["valid_squared_error"])
     print(f"finetune: -> {OUT}; valid squared error {metrics['valid_squared_error']:.3f}; {registered.describe()}")
+    if result["kept"]:
+        print(f"finetune: {retrieval_verdict(metrics)}")
+
+
+def retrieval_verdict(metrics: dict) -> str:
+    """One plain sentence: did fine-tuning earn its time on retrieval (``keep: best_precision``)?"""
+    before, after = metrics["pretrained_valid_precision_at_100"], metrics["valid_precision_at_100"]
+    if metrics["kept_epoch"] == 0:
+        return (f"fine-tuning did not improve retrieval: no epoch beat the pretrained net's validation "
+                f"precision@100 of {before:.3f}, so the pretrained net is kept (finetune.epochs: 0 gives the same "
+                "codes without the fine-tuning time)")
+    return (f"fine-tuning raised validation precision@100 from {before:.3f} (the pretrained net) to {after:.3f} "
+            f"(epoch {metrics['kept_epoch']}, kept)")
 
 
 def kept_metrics(history: list[dict], kept: dict | None) -> dict:
@@ -55,8 +68,10 @@ def kept_metrics(history: list[dict], kept: dict | None) -> dict:
     row = next((r for r in history if r["epoch"] == epoch), {})
     metrics = {k: row[k] for k in ("train_loss", "train_squared_error", "valid_squared_error") if k in row}
     if kept:
+        before = kept.get("pretrained_precision_at_100", float("nan"))
         metrics |= {"kept_epoch": epoch, "valid_precision_at_100": kept["precision_at_100"],
-                    "valid_squared_error": kept["valid_squared_error"]}
+                    "valid_squared_error": kept["valid_squared_error"], "pretrained_valid_precision_at_100": before,
+                    "finetune_precision_gain": kept["precision_at_100"] - before}
     return metrics
 
 

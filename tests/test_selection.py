@@ -112,8 +112,26 @@ def test_finetune_keeps_the_epoch_whose_codes_retrieve_best(workdir, in_process,
         [row["valid_precision_at_100"] for row in history]
     assert tuned["kept"]["epoch"] == int(np.argmax(scores))  # the first of the best, epoch 0 included
     assert tuned["kept"]["precision_at_100"] == pytest.approx(max(scores))
+    assert tuned["kept"]["pretrained_precision_at_100"] == pytest.approx(scores[0])
+    from pipelines.finetune import kept_metrics, retrieval_verdict
+
+    metrics = kept_metrics(history, tuned["kept"])
+    assert metrics["finetune_precision_gain"] == pytest.approx(max(scores) - scores[0])
+    verdict = retrieval_verdict(metrics)
+    assert ("did not improve retrieval" in verdict) == (tuned["kept"]["epoch"] == 0)
     kept = DeepAutoencoder.from_checkpoint(tuned["checkpoint"]).eval()
     assert score(kept) == pytest.approx(max(scores))  # the saved net is the kept epoch's
     epoch = tuned["kept"]["epoch"]
     expected = pretrained.state_dict() if epoch == 0 else model_of(in_process[epoch - 1])
     assert all(torch.equal(tuned["checkpoint"]["state_dict"][k], v) for k, v in expected.items())
+
+
+def test_the_verdict_says_plainly_whether_fine_tuning_helped_retrieval():
+    from pipelines.finetune import retrieval_verdict
+
+    same = {"kept_epoch": 0, "valid_precision_at_100": 0.4, "pretrained_valid_precision_at_100": 0.4}
+    assert retrieval_verdict(same).startswith("fine-tuning did not improve retrieval") and "epochs: 0" in \
+        retrieval_verdict(same)
+    better = {"kept_epoch": 3, "valid_precision_at_100": 0.45, "pretrained_valid_precision_at_100": 0.4}
+    assert retrieval_verdict(better) == ("fine-tuning raised validation precision@100 from 0.400 (the pretrained "
+                                         "net) to 0.450 (epoch 3, kept)")

@@ -125,7 +125,8 @@ class FinetuneUnit:
         self.method = params.optimizer if params.optimizer in METHODS else None
         self.best = None
         if score is not None:
-            self.best = {"epoch": 0, "precision_at_100": score(net.eval()),
+            pretrained = score(net.eval())
+            self.best = {"epoch": 0, "precision_at_100": pretrained, "pretrained_precision_at_100": pretrained,
                          "valid_squared_error": squared_error(net, valid), "model": _cpu_state(net)}
         self.epoch = 0
 
@@ -145,6 +146,7 @@ class FinetuneUnit:
             stats["valid_precision_at_100"] = self.score(self.net)
             if stats["valid_precision_at_100"] > self.best["precision_at_100"]:
                 self.best = {"epoch": self.epoch + 1, "precision_at_100": stats["valid_precision_at_100"],
+                             "pretrained_precision_at_100": self.best["pretrained_precision_at_100"],
                              "valid_squared_error": stats["valid_squared_error"], "model": _cpu_state(self.net)}
         return stats
 

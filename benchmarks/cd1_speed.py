@@ -30,8 +30,13 @@ import torch
 
 from components.data.idx import read_idx
 from components.models.rbm import BernoulliRBM
-from components.training.pretrain import (cpu_flags, make_optimizer, native_bfloat16, train_epoch,
-                                          train_stack_in_memory)
+from components.training.pretrain import (
+    cpu_line,
+    make_optimizer,
+    native_bfloat16,
+    train_epoch,
+    train_stack_in_memory,
+)
 
 N_HIDDEN, BATCH = 1000, 100
 
@@ -107,13 +112,6 @@ def dul_loop_epoch(X: np.ndarray, seed: int) -> float:
     data = torch.from_numpy(X)
     return _timed(lambda: train_stack_in_memory(data, params, 1, seed=seed))
 
-
-def cpu_line() -> str:
-    """The CPU and the instruction sets that decide matmul speed (AVX2 / AVX-512 / bf16 / AMX)."""
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 "unknown CPU")
-    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
-    return f"CPU: {model}; {' '.join(flags)}"
 
 
 def main() -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,18 +34,10 @@ from components.data import read_split
 from components.errors import DulError
 from components.models import registry
 from components.models.classifier import MeanFieldClassifier
-from components.training.pretrain import cpu_flags
+from components.training.pretrain import cpu_line
 
 SPLITS = ("train", "validation", "test")
 
-
-def cpu_line() -> str:
-    """The CPU and the instruction sets that decide matmul speed (AVX2 / AVX-512 / bf16 / AMX)."""
-    with open("/proc/cpuinfo") as info:
-        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
-                     platform.processor() or "unknown CPU")
-    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
-    return f"CPU: {model}; {' '.join(flags)}"
 
 
 def finetune(net: MeanFieldClassifier, data: dict, epochs: int, lr: float, batch_size: int, seed: int,

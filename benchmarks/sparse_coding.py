@@ -40,7 +40,7 @@ import torch
 from components.data.idx import read_idx
 from components.models.nn.lasso import fista, lasso_objective
 from components.models.sparse_coding import SparseCoding
-from components.training.pretrain import cpu_flags
+from components.training.pretrain import cpu_line
 
 
 def load(folder: Path, name: str, n: int) -> np.ndarray:
@@ -96,13 +96,6 @@ def held_out_figures(D: np.ndarray, X: np.ndarray, lam: float, iterations: int) 
             "gap": float(((primal - dual) / primal).mean()),
             "norms": float(torch.from_numpy(D).double().norm(dim=0).min())}
 
-
-def cpu_line() -> str:
-    """The CPU and the instruction sets that decide matmul speed (AVX2 / AVX-512 / bf16 / AMX)."""
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 "unknown CPU")
-    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
-    return f"CPU: {model}; {' '.join(flags)}"
 
 
 def arguments() -> argparse.Namespace:

@@ -26,7 +26,9 @@ counts the same test queries then search the whole collection two ways, the
 paper's comparison: a Hamming-ball shortlist (radius 2, grown to 100 items
 by the nearest codes outside it; the 100 nearest codes above 32 bits)
 re-ranked by TF-IDF, against TF-IDF over every item:
-precision@k and the mean query time of each (``search/*`` metrics).
+precision@k and the mean query time of each (``search/*`` metrics), and the
+same with each query's title (its subject line) as a short free-text query
+(``search/title/*``: what people type).
 
 Registers index/search in the MLflow model registry as dul-index, a model
 from raw query vectors to their k nearest items' ids and Hamming distances
@@ -76,7 +78,7 @@ from components.retrieval import (
 )
 from components.retrieval.compare import baseline_vectors, compare_methods, one_thread
 from components.retrieval.documents import load_search_index, write_search_index
-from components.retrieval.search_eval import compare_search
+from components.retrieval.search_eval import compare_search, compare_title_queries
 from components.tracking.registry import register_index
 from pipelines._stage import entry, run
 
@@ -185,8 +187,9 @@ def _search_index(folder: Path, model, thresholds, card: dict, data: dict, bits:
     if not text:
         return {}
     offset = len(labels["train"]) + len(labels["validation"])
-    return compare_search(load_search_index(folder), offset + queries, k, shortlist=100,
-                          label_sets=np.concatenate([label_sets[s] for s in SPLITS]))
+    index, every = load_search_index(folder), np.concatenate([label_sets[s] for s in SPLITS])
+    return (compare_search(index, offset + queries, k, shortlist=100, label_sets=every)
+            | compare_title_queries(index, offset + queries, k, shortlist=100, label_sets=every))
 
 
 def _compare(card: dict, data: dict, label_sets: dict, bits: dict, codes: dict | None, queries: np.ndarray,

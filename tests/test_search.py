@@ -15,8 +15,9 @@ from components.io import save_torch, write_json
 from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import write_index
 from components.retrieval.documents import load_search_index, smooth_idf, tfidf_rows, write_search_index
-from components.retrieval.engine import candidates, search_item, search_text
-from components.retrieval.search_eval import compare_search
+from components.retrieval.codes import binarize
+from components.retrieval.engine import candidates, query_inputs, search_item, search_text
+from components.retrieval.search_eval import compare_search, compare_title_queries
 from pipelines import index as index_stage
 from tests.conftest import write_params
 
@@ -40,11 +41,14 @@ def corpus(per_topic: int = 10, seed: int = 0):
     return docs
 
 
-def build(folder, n_bits: int = 8, kind: str = "bow", seed: int = 0, vocabulary=VOCABULARY):
-    """Write a search folder with a random-weight encoder; returns the folder."""
+def build(folder, n_bits: int = 8, kind: str = "bow", seed: int = 0, vocabulary=VOCABULARY, titles=None):
+    """Write a search folder with a random-weight encoder; returns the folder. ``titles``: a
+    function of (document, its text) giving its title (default: "<topic> post <j>")."""
     torch.manual_seed(seed)
     model = DeepAutoencoder((len(vocabulary), 16, n_bits), "linear", "poisson")
     docs = corpus()
+    if titles is not None:
+        docs = [(d[0], titles(d), *d[2:]) for d in docs]
     counts = count_vectors([tokenize(d[4]) for d in docs], vocabulary)
     with torch.no_grad():
         codes = model.encode(torch.from_numpy(counts.toarray().astype(np.float32))).numpy()
@@ -218,6 +222,44 @@ def test_compare_search_reports_precision_and_time(folder):
     assert 5 <= metrics["search/shortlist_mean"] <= 29
 
 
+def test_a_short_query_is_encoded_as_a_document_of_the_median_training_length(folder):
+    """Every toy document has 12 words: a two-word query is encoded as 12 words in its proportions,
+    a longer one as it is, and the search uses those codes."""
+    index = load_search_index(folder)
+    assert index.meta["query_length"] == 12.0
+    short = count_vectors([["rocket", "orbit"]], index.vocabulary)
+    assert query_inputs(index, short).sum() == pytest.approx(12.0)
+    np.testing.assert_allclose(query_inputs(index, short), 6 * short.toarray())
+    long = count_vectors([["rocket"] * 10 + ["orbit"] * 10], index.vocabulary)
+    np.testing.assert_array_equal(query_inputs(index, long), long.toarray())
+    def bits_of(counts):
+        with torch.no_grad():
+            return binarize(index.model.encode(torch.from_numpy(counts.astype(np.float32))).numpy(), index.thresholds)
+
+    stored = bits_of(count_vectors([tokenize(d[4]) for d in corpus()], index.vocabulary).toarray())
+    scaled, raw = bits_of(6 * short.toarray()), bits_of(short.toarray())
+    assert (scaled != raw).any()  # else the test could not tell them apart
+    found = search_text(index, "rocket orbit", k=30, rerank=False)
+    assert [h["distance"] for h in found.hits] == [int((stored[h["row"]] != scaled[0]).sum()) for h in found.hits]
+
+
+def test_title_queries_are_scored_like_document_queries(tmp_path):
+    """Titles of two topic words each; a title with no vocabulary word is counted, not searched."""
+    def title(doc):
+        return "nothing known here" if doc[0].endswith("1009") else " ".join(doc[4].split()[:2])
+
+    index = load_search_index(build(tmp_path / "search", titles=title))
+    test_rows = np.flatnonzero(np.asarray(index.splits) == "test")
+    metrics = compare_title_queries(index, test_rows, k=3)
+    assert metrics["search/title/n_queries"] == 3 and metrics["search/title/n_unsearchable"] == 3
+    assert metrics["search/title/precision_at_3/tfidf_all"] == 1.0  # topic words are unique to their topic
+    for method in ("hash_rerank", "hash_only", "tfidf_all"):
+        assert 0 <= metrics[f"search/title/precision_at_3/{method}"] <= 1
+        assert metrics[f"search/title/query_ms/{method}"] > 0
+    alone = compare_title_queries(index, test_rows, k=3, label_sets=np.eye(len(index), dtype=bool))
+    assert alone["search/title/precision_at_3/tfidf_all"] == 0.0  # the query's own document is left out
+
+
 def test_compare_search_counts_any_shared_label_when_given_label_sets(folder):
     """Multi-label relevance: give every item a second, common label and every result is a hit;
     give each item only a label of its own and none is."""
@@ -346,7 +388,7 @@ def test_index_stage_writes_the_search_folder_and_metrics(workdir, capsys):
     metrics = json.loads((workdir / "reports/index/metrics.json").read_text())
     assert metrics["search/n_queries"] == 6 and metrics["search/precision_at_5/tfidf_all"] == 1.0
     assert {f"search/{m}/{n}" for m in ("precision_at_5", "query_ms") for n in ("hash_rerank", "hash_only",
-            "tfidf_all")} | {"search/shortlist_mean", "precision_at_5"} <= set(metrics)
+            "tfidf_all")} | {"search/shortlist_mean", "precision_at_5", "search/title/n_queries"} <= set(metrics)
     capsys.readouterr()
     assert dul(["search", "--index", str(workdir / "index/search"), "bake flour", "-k", "2", "--radius", "8"]) == 0
     assert capsys.readouterr().out.count("rec.cooking/") == 2

@@ -29,6 +29,7 @@ moves while the autoencoder still learns and is fixed once it has converged.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -49,6 +50,11 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths: Sequence[float]) -> torch
     kernel = sum(torch.exp(-squared / (2 * s * s)) for s in bandwidths)
     n = len(x)
     return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+
+def _sigmoid_layers(sizes: Sequence[int]) -> list[nn.Module]:
+    """Linear then sigmoid for each consecutive pair of ``sizes``."""
+    return [layer for a, b in itertools.pairwise(sizes) for layer in (nn.Linear(a, b), nn.Sigmoid())]
 
 
 class GMMN(Checkpointed, nn.Module):
@@ -95,9 +101,8 @@ class GMMN(Checkpointed, nn.Module):
         self.generator = nn.Sequential(*layers, nn.Linear(width, autoencoder[-1] if autoencoder else n_inputs))
         if autoencoder:
             sizes = [n_inputs, *autoencoder]
-            self.encoder = nn.Sequential(*[m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.Sigmoid())])
-            back = sizes[::-1]  # the decoder's last layer gives logits: the loss is cross-entropy
-            self.decoder = nn.Sequential(*[m for a, b in zip(back, back[1:]) for m in (nn.Linear(a, b), nn.Sigmoid())][:-1])
+            self.encoder = nn.Sequential(*_sigmoid_layers(sizes))
+            self.decoder = nn.Sequential(*_sigmoid_layers(sizes[::-1])[:-1])  # logits out: the loss is cross-entropy
 
     @classmethod
     def from_params(cls, params: GMMN.Params, shape: tuple[int, ...]) -> GMMN:

@@ -20,7 +20,9 @@ and for bag-of-words data (``kind`` "bow") also
     tfidf.{indptr,indices,data}.npy   each item's L2-normalised TF-IDF row (CSR)
 
 IDF is scikit-learn's smooth IDF, 1 + log((1 + N_train) / (1 + df)), the one
-the TF-IDF baseline uses. Nothing is pickled: arrays load with
+the TF-IDF baseline uses. ``meta.json``'s ``query_length`` is the median
+word count of the training documents: a shorter free-text query is encoded
+as a document of that length with the query's word proportions (engine.py). Nothing is pickled: arrays load with
 ``allow_pickle=False`` (memory-mapped), the encoder with ``weights_only=True``.
 The folder appears whole or not at all; a missing, truncated or mismatched
 file is a DulError that names it.
@@ -123,8 +125,10 @@ def write_search_index(folder, *, model: Encoder, thresholds, bits, ids, titles,
         counts = scipy.sparse.csr_matrix(counts)
         if counts.shape != (n_items, len(vocabulary)) or model.n_inputs != len(vocabulary):
             raise ValueError(f"counts {counts.shape}, {len(vocabulary)} words and a {model.n_inputs}-input encoder")
-        idf = smooth_idf(counts[arrays["splits"] == "train"])
+        train = counts[arrays["splits"] == "train"]
+        idf = smooth_idf(train)
         rows = tfidf_rows(counts, idf)
+        meta = {**meta, "query_length": float(np.median(np.asarray(train.sum(axis=1)).ravel())) if train.shape[0] else 0.0}
         arrays |= {"idf": idf, "tfidf.indptr": rows.indptr.astype(np.int64),
                    "tfidf.indices": rows.indices.astype(np.int32), "tfidf.data": rows.data}
     files = {f"{name}.npy": {"shape": list(a.shape), "dtype": a.dtype.str} for name, a in arrays.items()}

@@ -8,6 +8,19 @@ by multi-index hashing; that shortlist is then re-ranked by the cosine
 similarity of its TF-IDF vectors with the query's, for bag-of-words data.
 A ball with fewer hits than the shortlist asks for (default 10 k) is
 extended by the nearest codes outside it.
+
+Short free-text queries. An encoder of word counts sees a three-word query
+as a three-word document, and the codes of such tiny documents sit next to
+the empty document's, far from the documents about those words (a Poisson
+encoder's inputs grow with the length; at the length of a subject line its
+biases dominate). So a query shorter than the index's ``query_length`` (the
+median training document) is encoded as a document of that length with the
+query's word proportions: its counts are scaled up before encoding. On 20
+Newsgroups (bydate, 2,000 words, 32 bits), validation documents' subject
+lines as queries: precision@10 0.143 -> 0.391 re-ranked, 0.128 -> 0.319 by
+Hamming distance alone, against 0.386 for TF-IDF over the whole collection;
+whole documents as queries are unchanged (0.516 -> 0.521). Longer queries are
+encoded as they are, as the stored documents were.
 """
 
 from __future__ import annotations
@@ -42,8 +55,9 @@ class SearchResult:
 
 
 def search_text(index: SearchIndex, text: str, k: int = 10, radius: int | None = None, *,
-                rerank: bool = True, shortlist: int | None = None) -> SearchResult:
-    """The k documents nearest to free ``text``: its codes' shortlist, re-ranked by TF-IDF cosine."""
+                rerank: bool = True, shortlist: int | None = None, exclude: int = -1) -> SearchResult:
+    """The k documents nearest to free ``text``: its codes' shortlist, re-ranked by TF-IDF cosine
+    (``exclude``: a row left out, e.g. the document a test query was taken from; -1 none)."""
     if not index.is_text:
         raise DulError(f"{index.folder} holds {index.meta.get('dataset', 'image')} images, not documents: "
                        f"search it by item with --doc ID or --item N")
@@ -60,13 +74,21 @@ def search_text(index: SearchIndex, text: str, k: int = 10, radius: int | None =
                        f"try other words")
     _check_k(k)
     with torch.no_grad():
-        code = index.model.encode(torch.from_numpy(counts.toarray().astype(np.float32))).numpy()
+        code = index.model.encode(torch.from_numpy(query_inputs(index, counts))).numpy()
     bits = binarize(code, index.thresholds)
     known = [index.vocabulary[j] for j in counts.indices]
     query_tfidf = tfidf_rows(counts, np.asarray(index.idf)) if rerank else None
-    result = _search(index, bits, k, radius, query_tfidf, shortlist, exclude=-1, start=start)
+    result = _search(index, bits, k, radius, query_tfidf, shortlist, exclude=exclude, start=start)
     result.query, result.words = text, known
     return result
+
+
+def query_inputs(index: SearchIndex, counts) -> np.ndarray:
+    """The encoder's (1, V) float32 input for a query's (1, V) counts: scaled up to the index's
+    ``query_length`` words when shorter (the module docstring), else the counts themselves."""
+    inputs = counts.toarray().astype(np.float32)
+    length, target = float(inputs.sum()), float(index.meta.get("query_length") or 0.0)
+    return inputs * np.float32(target / length) if 0 < length < target else inputs
 
 
 def search_item(index: SearchIndex, item, k: int = 10, radius: int | None = None, *,

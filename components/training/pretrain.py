@@ -24,6 +24,7 @@ streamed batch up through the trained layers below.
 from __future__ import annotations
 
 import dataclasses
+import platform
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +191,18 @@ def cpu_flags() -> set[str] | None:
             return set(next((line for line in info if line.startswith("flags")), "").split())
     except OSError:
         return None
+
+
+def cpu_line() -> str:
+    """The CPU model and the instruction sets that decide matmul speed (AVX2 / AVX-512 / bf16 / AMX),
+    printed with every benchmark's timings: machines differ and change."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
+    return f"CPU: {model or platform.processor() or 'unknown CPU'}; {' '.join(flags)}"
 
 
 def check_matmul_dtype(params: PretrainParams, device: torch.device) -> None:

@@ -14,9 +14,19 @@ from components.errors import DulError
 from components.io import save_torch, write_json
 from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import write_index
-from components.retrieval.documents import load_search_index, smooth_idf, tfidf_rows, write_search_index
 from components.retrieval.codes import binarize
-from components.retrieval.engine import candidates, query_inputs, search_item, search_text
+from components.retrieval.documents import (
+    load_search_index,
+    smooth_idf,
+    tfidf_rows,
+    write_search_index,
+)
+from components.retrieval.engine import (
+    candidates,
+    query_inputs,
+    search_item,
+    search_text,
+)
 from components.retrieval.search_eval import compare_search, compare_title_queries
 from pipelines import index as index_stage
 from tests.conftest import write_params

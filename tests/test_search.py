@@ -40,8 +40,9 @@ def corpus(per_topic: int = 10, seed: int = 0):
     return docs
 
 
-def build(folder, n_bits: int = 8, kind: str = "bow", seed: int = 0, vocabulary=VOCABULARY):
-    """Write a search folder with a random-weight encoder; returns the folder."""
+def build(folder, n_bits: int = 8, kind: str = "bow", seed: int = 0, vocabulary=VOCABULARY, titles=None):
+    """Write a search folder with a random-weight encoder; returns the folder. ``titles``: one per
+    document of ``corpus()`` (default: its own, "<topic> post <j>")."""
     torch.manual_seed(seed)
     model = DeepAutoencoder((len(vocabulary), 16, n_bits), "linear", "poisson")
     docs = corpus()
@@ -51,7 +52,7 @@ def build(folder, n_bits: int = 8, kind: str = "bow", seed: int = 0, vocabulary=
     thresholds = np.median(codes[:18], axis=0).astype(np.float32)
     text = {"counts": counts, "vocabulary": vocabulary} if kind == "bow" else {}
     write_search_index(folder, model=model, thresholds=thresholds, bits=codes > thresholds,
-                       ids=[d[0] for d in docs], titles=[d[1] for d in docs], labels=[d[2] for d in docs],
+                       ids=[d[0] for d in docs], titles=titles or [d[1] for d in docs], labels=[d[2] for d in docs],
                        splits=[d[3] for d in docs], meta={"dataset": "toy", "kind": kind,
                                                           "label_names": list(TOPICS)}, **text)
     return folder

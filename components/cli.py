@@ -16,7 +16,8 @@ import os
 import sys
 
 from components.errors import DulError
-from components.search_command import add_search, add_serve, run_search, run_serve
+from components.search_command import add_search, run_search
+from components.serve_command import add_serve, run_serve
 
 STAGES = ("ingest", "pretrain", "finetune", "evaluate", "index")
 

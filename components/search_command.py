@@ -4,7 +4,6 @@
     dul search --index index/search --doc sci.space/61116 -k 5  # a stored document's neighbours
     dul search --index index/search --item 42 --no-rerank      # by row, Hamming distance only
     dul search --index index/codes.npz --item 42               # the codes file: Hamming k-NN by row
-    dul serve --index index/search                             # the same over HTTP, and a web page
 """
 
 from __future__ import annotations
@@ -89,70 +88,4 @@ def _search_codes(args) -> int:
     start = time.perf_counter()
     results = search(index, args.item, args.k)
     print(format_results(index, args.item, results, time.perf_counter() - start))
-    return 0
-
-
-SERVE_EPILOG = """\
-The server answers on --host (default 127.0.0.1: this machine only):
-  /                             a web page: type a query, read the results
-  /api/search?q=TEXT&k=10&radius=2   free text; ?doc=ID for a document's neighbours
-  /api/doc/ID, /doc/ID          what the index keeps of a document (JSON, plain text)
-  /api/status                   documents, bits, vocabulary size
-A bad request gets a 4xx and {"error": "<one line>"}. --host 0.0.0.0 lets anyone
-who can reach this machine query the index and read its titles and words (and,
-with --texts, the documents' text): there is no authentication.
-
-examples:
-  dul serve --index index/search             # then open http://127.0.0.1:8000/
-  dul serve --index index/search --port 0    # any free port (printed)
-"""
-
-
-def add_serve(commands) -> None:
-    """The ``serve`` subcommand's arguments."""
-    serve = commands.add_parser(
-        "serve", help="serve the search index over HTTP: a JSON API and a web page",
-        description="Answer free-text and document queries against the search folder over HTTP, "
-        "many at a time, until interrupted (Ctrl-C).",
-        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve.add_argument("--index", required=True, metavar="PATH", help="the search folder index/search")
-    serve.add_argument("--host", default="127.0.0.1", help="the interface to listen on (default: %(default)s, "
-                       "this machine only; 0.0.0.0: every interface, anyone on the network, no authentication)")
-    serve.add_argument("--port", type=int, default=8000, help="TCP port, 0 for any free one (default: %(default)s)")
-    serve.add_argument("--texts", action="append", default=[], metavar="FOLDER",
-                       help="a folder holding each document's text as FOLDER/<id> (the index keeps titles and "
-                       "word counts only); repeat for several, e.g. the 20news-bydate-train and -test folders")
-
-
-def run_serve(args) -> int:
-    """Run ``dul serve`` until interrupted; problems are DulErrors (the caller prints them)."""
-    import sys
-
-    import torch
-
-    from components.retrieval.documents import load_search_index
-    from components.retrieval.serve import SearchService, make_server
-
-    path = Path(args.index)
-    if path.suffix == ".npz" or path.is_file():
-        raise DulError(f"{args.index} is a codes file; dul serve answers from the search folder index/search "
-                       f"(`dvc repro index` writes it)")
-    missing = [folder for folder in args.texts if not Path(folder).is_dir()]
-    if missing:
-        raise DulError(f"--texts {missing[0]} is not a folder")
-    torch.set_num_threads(1)  # see components/retrieval/serve.py
-    index = load_search_index(path)
-    server = make_server(SearchService(index, args.texts), args.host, args.port)
-    host, port = server.server_address[:2]
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach this machine can query the index and read "
-              f"its documents; there is no authentication", file=sys.stderr)
-    print(f"serving {len(index)} documents ({index.n_bits}-bit codes) from {path} at http://{host}:{port}/ "
-          f"(Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped", flush=True)
-    finally:
-        server.server_close()
     return 0

@@ -3,9 +3,13 @@ queries, the CLI, and the web page in a real headless browser (Debian's chromium
 
 import http.client
 import json
+import re
 import shutil
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -13,7 +17,9 @@ import pytest
 from components.cli import main as dul
 from components.retrieval.documents import load_search_index
 from components.retrieval.engine import search_item, search_text
-from components.retrieval.serve import SearchService, make_server, title_parts
+from components.retrieval.serve import make_server
+from components.retrieval.service import SearchService, title_parts
+from tests.conftest import REPO
 from tests.test_search import TOPICS, build, corpus
 
 # titles that hold the query's words, and markup that must stay text
@@ -194,6 +200,24 @@ def test_cli_binds_127_0_0_1_unless_told(index, monkeypatch, capsys, host, warne
     assert bound["address"][0] == (host or "127.0.0.1")
     assert out.startswith(f"serving 30 documents (8-bit codes) from {index.folder} at http://{host or '127.0.0.1'}:")
     assert out.endswith("stopped\n") and ("no authentication" in err) == warned
+
+
+def test_workers_answer_on_one_port_and_stop_with_the_server(index):
+    command = [sys.executable, "-m", "components.cli", "serve", "--index", str(index.folder), "--port", "0",
+               "--workers", "2"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        line = server.stdout.readline()
+        assert "(8-bit codes, 2 processes)" in line, line
+        address = ("127.0.0.1", int(re.search(r":(\d+)/", line).group(1)))
+        workers = {request(address, "GET", "/api/status")[2]["worker"] for _ in range(24)}  # a connection each
+        assert workers == {0, 1}  # the kernel shared the connections out between the two processes
+        assert len(search(address, q="rocket", k=3)[2]["hits"]) == 3
+        [child] = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    finally:
+        server.terminate()
+        assert server.wait(20) == 0
+    assert server.stdout.read() == "stopped\n" and not Path(f"/proc/{child}").exists()
 
 
 def test_cli_refuses_a_codes_file_and_a_missing_texts_folder(index, tmp_path, capsys):

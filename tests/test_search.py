@@ -16,6 +16,7 @@ from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import write_index
 from components.retrieval.documents import load_search_index, smooth_idf, tfidf_rows, write_search_index
 from components.retrieval.engine import candidates, search_item, search_text
+from components.retrieval.hamming import hash_ball
 from components.retrieval.search_eval import compare_search
 from pipelines import index as index_stage
 from tests.conftest import write_params
@@ -104,6 +105,25 @@ def test_a_small_ball_is_grown_to_the_shortlist_by_the_nearest_codes(folder):
     others = np.unpackbits((words[1:] ^ words[0]).view(np.uint8), axis=1).sum(axis=1)
     np.testing.assert_array_equal(distances, np.sort(others)[:12])  # the 12 nearest of the 29 others
     assert search_item(index, 0, k=2, radius=0).shortlist == 20  # the default: 10 k
+
+
+def test_the_unordered_shortlist_is_the_ordered_one(folder, monkeypatch):
+    """ordered=False (re-ranking) skips the ball lookup when the nearest codes show the ball is small:
+    the same rows, distances and method, in some order."""
+    from components.retrieval import engine
+
+    index, lookups = load_search_index(folder), []
+    monkeypatch.setattr(engine, "hash_ball", lambda *a: lookups.append(1) or hash_ball(*a))
+    skipped = 0
+    for radius, shortlist in [(0, 12), (1, 5), (2, 20), (2, 29), (3, 4), (8, 10)]:
+        for row in range(0, 30, 3):
+            words = index.hash.words[row : row + 1]
+            rows, distances, method = candidates(index, words, 2, radius, shortlist, exclude=row)
+            before = len(lookups)
+            got = candidates(index, words, 2, radius, shortlist, exclude=row, ordered=False)
+            skipped += len(lookups) == before
+            assert got[2] == method and sorted(zip(got[0], got[1])) == sorted(zip(rows, distances))
+    assert 0 < skipped < 60  # both ways were taken
 
 
 def test_no_rerank_ranks_by_hamming_distance(folder):

@@ -120,7 +120,7 @@ def _search(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None, qu
             *, exclude: int, start: float) -> SearchResult:
     """Shortlist by the codes, re-rank by TF-IDF cosine if ``query_tfidf`` is given, take k."""
     k = min(int(k), len(index) - (exclude >= 0))
-    rows, distances, method = candidates(index, bits, k, radius, shortlist, exclude)
+    rows, distances, method = candidates(index, bits, k, radius, shortlist, exclude, ordered=query_tfidf is None)
     scores = None
     if query_tfidf is not None and len(rows):
         scores = cosines(index.tfidf, rows, query_tfidf)
@@ -159,7 +159,7 @@ def _dense_row(tfidf, row: int) -> np.ndarray:
 
 
 def candidates(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None, shortlist: int | None,
-               exclude: int = -1) -> tuple[np.ndarray, np.ndarray, str]:
+               exclude: int = -1, *, ordered: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
     """The shortlist for one query's (1, C) bits or (1, W) words: rows (S,), distances (S,), nearest first.
 
     With an address table (C <= 32): every item within ``radius`` (default
@@ -169,6 +169,13 @@ def candidates(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None,
     bits: 11 on average; p@10 after re-ranking 0.456 against 0.559 with 100).
     Otherwise the ``shortlist`` (default 10 k) nearest codes. ``exclude`` (a
     row, or -1) is left out.
+
+    ``ordered=False`` (re-ranking reorders the shortlist anyway) may give
+    the same rows in another order among equal distances: it takes the
+    ``shortlist`` nearest codes first, and when the last of them lies outside
+    the radius those are exactly the ball and its extension, so the ball
+    lookup is skipped (0.45 of 1.1 CPU ms a query on 100k documents, where
+    a radius-2 ball of 32-bit codes is nearly always smaller than 100).
     """
     use_ball = index.hash.address is not None
     size = min(10 * k if shortlist is None else max(int(shortlist), k), len(index) - (exclude >= 0))
@@ -177,6 +184,12 @@ def candidates(index: SearchIndex, bits: np.ndarray, k: int, radius: int | None,
                        f"leave --radius out to search by k nearest codes")
     if use_ball:
         radius = DEFAULT_RADIUS if radius is None else radius
+        if not ordered and 0 <= radius:
+            rows, distances = _nearest(index, bits, size, exclude)
+            inside = int(np.count_nonzero(distances <= radius))
+            if inside < len(rows):  # the ball holds fewer than `size`: all of it is among these
+                return rows, distances, f"{inside} within Hamming radius {radius} + {len(rows) - inside} " \
+                    "nearest outside it"
         _, rows, distances = hash_ball(index.hash, bits, min(radius, index.n_bits))
         rows, distances = _without(rows, distances.astype(np.int64), exclude)
         method = f"{len(rows)} within Hamming radius {radius}"

@@ -228,6 +228,23 @@ def test_cli_refuses_a_codes_file_and_a_missing_texts_folder(index, tmp_path, ca
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_the_benchmarks_load_loop_and_resampled_documents(server, index):
+    import numpy as np
+    import scipy.sparse
+
+    from benchmarks.search_service import load_loop, resample
+
+    texts = [" ".join(d[4].split()[:2]) for d in corpus()][:12]
+    report = load_loop("{}:{}".format(*server), texts, clients=3)
+    assert report["failures"] == 0 and report["summary"]["queries"] == 12 and report["summary"]["qps"] > 0
+    assert report["answers"] == {t: [h["id"] for h in search_text(index, t).hits] for t in texts}
+    counts = scipy.sparse.csr_matrix(np.array([[3, 0, 1], [0, 2, 0]]))
+    resampled, source = resample(counts, 5, np.random.default_rng(0))
+    assert list(source) == [0, 1, 0, 1, 0] and (resampled[:2] != counts).nnz == 0
+    assert list(np.asarray(resampled.sum(axis=1)).ravel()) == [4, 2, 4, 2, 4]  # a copy keeps the post's length
+    assert resampled[[1, 3]].toarray()[:, [0, 2]].sum() == 0  # ... and draws only the post's words
+
+
 def browser():
     """A headless chromium under selenium, or a skip that says how to get one."""
     chromium = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)

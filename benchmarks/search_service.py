@@ -29,8 +29,9 @@ Measured, in one run, on the same queries with the defaults (k 10, radius 2):
     per second is the count over the wall time of the whole loop.
 
 The --repeats runs interleave (a, then each b) so that a change in the
-machine's load falls on all alike; the run whose qps is the median is
-reported, with the CPU seconds a query cost each side (all of a server's
+machine's load falls on all alike; each figure is the median of its
+--repeats values (qps, p50 and p99 each on its own), with the CPU
+milliseconds a query cost each side (all of a server's
 processes and threads) and the load average: on a shared machine those say
 how much of the wall time was other people's. Prints the CPU model and
 flags; writes --out (JSON), its headline figures those of the largest N.
@@ -251,8 +252,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
 
 
-def median_run(runs: list[dict]) -> dict:
-    return sorted(runs, key=lambda run: run["qps"])[len(runs) // 2]
+def medians(runs: list[dict]) -> dict:
+    """Each figure's median over the runs, on its own (the p99 of the median-qps run swings more)."""
+    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
 
 
 def main() -> int:
@@ -311,22 +313,22 @@ def compare(args, folder: Path, texts: list[str]) -> int:
         for server, _, _ in servers.values():
             server.terminate()
             server.wait(10)
-    report(args, {name: median_run(each) for name, each in runs.items()}, runs)
+    report(args, {name: medians(each) for name, each in runs.items()}, runs)
     for problem in problems:
         print(f"error: {problem}")
     return 1 if problems else 0
 
 
-def report(args, medians: dict, runs: dict) -> None:
+def report(args, figures: dict, runs: dict) -> None:
     print(f"{args.clients} client connections against dul serve; dul search one query after another; "
-          f"median of {args.repeats} runs of {args.queries} queries by qps")
+          f"each figure the median of {args.repeats} runs of {args.queries} queries")
     print(f"{'':<24}{'qps':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'CPU ms/query':>14}")
-    for name, run in medians.items():
+    for name, run in figures.items():
         print(f"{name:<24}{run['qps']:>8.0f}{run['p50_ms']:>9.2f}{run['p99_ms']:>9.2f}{run['max_ms']:>9.1f}"
               f"{run['cpu_ms_per_query']:>14.3f}")
-    search = medians["dul search"]
+    search = figures["dul search"]
     headline = f"dul serve --workers {max(args.workers)}"
-    service = medians[headline]
+    service = figures[headline]
     met = service["qps"] >= 500 and service["p99_ms"] < 50
     load_average = [round(x, 2) for x in os.getloadavg()]
     print(f"{headline}: {service['qps'] / search['qps']:.2f}x dul search's queries per second; target "
@@ -336,7 +338,7 @@ def report(args, medians: dict, runs: dict) -> None:
         record = {"documents": args.documents, "qps": service["qps"], "p50_ms": service["p50_ms"],
                   "p99_ms": service["p99_ms"], "service": headline, "target_met": met,
                   "dul_search": {"documents": args.documents, **search},
-                  "medians": medians, "runs": runs, "cpu": cpu_line(), "load_average_1_5_15_min": load_average,
+                  "figures": figures, "runs": runs, "cpu": cpu_line(), "load_average_1_5_15_min": load_average,
                   "niceness": os.nice(0),
                   "command": "python benchmarks/search_service.py " + " ".join(sys.argv[1:]),
                   "params": {"documents": args.documents, "queries": args.queries, "clients": args.clients,

@@ -126,6 +126,16 @@ def test_the_unordered_shortlist_is_the_ordered_one(folder, monkeypatch):
     assert 0 < skipped < 60  # both ways were taken
 
 
+@pytest.mark.parametrize("n_bits", [1, 8, 30, 32, 40, 64, 100, 128])
+def test_a_querys_words_are_laid_out_as_pack_words_lays_them(n_bits):
+    from components.retrieval.codes import pack_words
+    from components.retrieval.engine import _pack_query
+
+    bits = np.random.default_rng(n_bits).random((1, n_bits)) < 0.5
+    np.testing.assert_array_equal(_pack_query(bits), pack_words(bits))
+    assert _pack_query(bits).dtype == np.uint64
+
+
 def test_no_rerank_ranks_by_hamming_distance(folder):
     result = search_text(load_search_index(folder), "flour sugar", k=10, rerank=False)
     distances = [h["distance"] for h in result.hits]

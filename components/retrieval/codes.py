@@ -191,8 +191,7 @@ def words_from_packed(packed: np.ndarray) -> np.ndarray:
     packed = np.asarray(packed)
     if packed.ndim != 2 or packed.dtype != np.uint8:
         raise ValueError(f"packed codes must be (N, B) uint8, got {packed.dtype} {packed.shape}")
-    padded = np.zeros((len(packed), -(-packed.shape[1] // 8) * 8), np.uint8)  # np.pad costs 0.15 ms a call
-    padded[:, : packed.shape[1]] = packed
+    padded = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
     return padded.view(">u8").astype(np.uint64)
 
 

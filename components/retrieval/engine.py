@@ -22,7 +22,7 @@ import torch
 from components.data.text import tokenize
 from components.errors import DulError
 from components.retrieval.address import MAX_KEY_BITS
-from components.retrieval.codes import binarize, pack_words
+from components.retrieval.codes import binarize
 from components.retrieval.documents import SearchIndex
 from components.retrieval.hamming import hash_ball, hash_knn
 
@@ -63,7 +63,7 @@ def search_text(index: SearchIndex, text: str, k: int = 10, radius: int | None =
     x[0, columns] = counts
     with torch.no_grad():
         code = index.model.encode(torch.from_numpy(x)).numpy()
-    words = pack_words(binarize(code, index.thresholds))  # (1, W): packed once, for the ball and the k-NN
+    words = _pack_query(binarize(code, index.thresholds))  # (1, W): packed once, for the ball and the k-NN
     known = [index.vocabulary[j] for j in columns]
     query_tfidf = None
     if rerank:  # the query's L2-normalised TF-IDF, (V,) dense: as tfidf_rows makes it for one row
@@ -81,6 +81,15 @@ def _query_counts(index: SearchIndex, tokens: list[str]) -> tuple[np.ndarray, np
     found = np.fromiter((lookup[t] for t in tokens if t in lookup), np.int64)
     columns, counts = np.unique(found, return_counts=True)
     return columns, counts.astype(np.float32)
+
+
+def _pack_query(bits: np.ndarray) -> np.ndarray:
+    """(1, C) bool -> (1, ceil(C / 64)) uint64 words, the layout of ``codes.pack_words``: the bits
+    padded to whole words before packing, where pack_words pads the bytes with ``np.pad`` (0.15 ms
+    a call, a fifth of a query's time; codes.py stays as it is, as training stages depend on it)."""
+    padded = np.zeros((len(bits), -(-bits.shape[1] // 64) * 64), bool)
+    padded[:, : bits.shape[1]] = bits
+    return np.packbits(padded, axis=1).view(">u8").astype(np.uint64)
 
 
 def search_item(index: SearchIndex, item, k: int = 10, radius: int | None = None, *,

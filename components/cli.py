@@ -1,6 +1,7 @@
 """The ``dul`` command: search a retrieval index, or run one pipeline stage.
 
     dul search --index index/search "space shuttle launch"   # or --doc ID, --item N
+    dul serve --index index/search   # the same over HTTP: a JSON API and a web page on 127.0.0.1:8000
     dul stage pretrain            # the same as the DVC stage's command
     dul lineage index/codes.npz --verify   # where an output came from, checked against dvc.lock
     dul sweep                     # a Ray Tune sweep over params.yaml's sweep.space
@@ -16,6 +17,7 @@ import sys
 
 from components.errors import DulError
 from components.search_command import add_search, run_search
+from components.serve_command import add_serve, run_serve
 
 STAGES = ("ingest", "pretrain", "finetune", "evaluate", "index")
 
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "unsupervised learning (run the whole pipeline with `dvc repro`).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_search(commands)
+    add_serve(commands)
     stage = commands.add_parser("stage", help="run one pipeline stage outside DVC (DVC runs these for you)")
     stage.add_argument("name", choices=STAGES)
     stage.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "search":
             return run_search(args)
+        if args.command == "serve":
+            return run_serve(args)
         if args.command == "sweep":
             from components.training.sweep import run as sweep
 

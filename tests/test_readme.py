@@ -1,4 +1,4 @@
-"""The README is code: its two commands, its params reference, its search example and its links."""
+"""The README is code: its two commands, its params reference, its search and serve examples and its links."""
 
 import re
 from pathlib import Path
@@ -36,6 +36,16 @@ def test_search_example_is_a_valid_command(capsys, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as help_exit:
         dul([*example, "--help"])
     assert help_exit.value.code == 0
+    assert dul(example) == 2
+    assert example[example.index("--index") + 1] in capsys.readouterr().err
+
+
+def test_serve_example_is_a_valid_command(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no index here: the command must name the missing folder before listening
+    example = next(block for block in BASH if block.strip().startswith("dul serve")).split()[1:]
+    with pytest.raises(SystemExit) as help_exit:
+        dul([*example, "--help"])
+    assert help_exit.value.code == 0 and "no authentication" in capsys.readouterr().out
     assert dul(example) == 2
     assert example[example.index("--index") + 1] in capsys.readouterr().err
 

@@ -15,18 +15,9 @@ from components.io import save_torch, write_json
 from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import write_index
 from components.retrieval.codes import binarize
-from components.retrieval.documents import (
-    load_search_index,
-    smooth_idf,
-    tfidf_rows,
-    write_search_index,
-)
-from components.retrieval.engine import (
-    candidates,
-    query_inputs,
-    search_item,
-    search_text,
-)
+from components.retrieval.documents import load_search_index, smooth_idf, tfidf_rows, write_search_index
+from components.retrieval.engine import candidates, query_inputs, search_item, search_text
+from components.retrieval.hamming import hash_ball
 from components.retrieval.search_eval import compare_search, compare_title_queries
 from pipelines import index as index_stage
 from tests.conftest import write_params
@@ -52,20 +43,18 @@ def corpus(per_topic: int = 10, seed: int = 0):
 
 
 def build(folder, n_bits: int = 8, kind: str = "bow", seed: int = 0, vocabulary=VOCABULARY, titles=None):
-    """Write a search folder with a random-weight encoder; returns the folder. ``titles``: a
-    function of (document, its text) giving its title (default: "<topic> post <j>")."""
+    """Write a search folder with a random-weight encoder; returns the folder. ``titles``: one per
+    document of ``corpus()`` (default: its own, "<topic> post <j>")."""
     torch.manual_seed(seed)
     model = DeepAutoencoder((len(vocabulary), 16, n_bits), "linear", "poisson")
     docs = corpus()
-    if titles is not None:
-        docs = [(d[0], titles(d), *d[2:]) for d in docs]
     counts = count_vectors([tokenize(d[4]) for d in docs], vocabulary)
     with torch.no_grad():
         codes = model.encode(torch.from_numpy(counts.toarray().astype(np.float32))).numpy()
     thresholds = np.median(codes[:18], axis=0).astype(np.float32)
     text = {"counts": counts, "vocabulary": vocabulary} if kind == "bow" else {}
     write_search_index(folder, model=model, thresholds=thresholds, bits=codes > thresholds,
-                       ids=[d[0] for d in docs], titles=[d[1] for d in docs], labels=[d[2] for d in docs],
+                       ids=[d[0] for d in docs], titles=titles or [d[1] for d in docs], labels=[d[2] for d in docs],
                        splits=[d[3] for d in docs], meta={"dataset": "toy", "kind": kind,
                                                           "label_names": list(TOPICS)}, **text)
     return folder
@@ -117,6 +106,35 @@ def test_a_small_ball_is_grown_to_the_shortlist_by_the_nearest_codes(folder):
     others = np.unpackbits((words[1:] ^ words[0]).view(np.uint8), axis=1).sum(axis=1)
     np.testing.assert_array_equal(distances, np.sort(others)[:12])  # the 12 nearest of the 29 others
     assert search_item(index, 0, k=2, radius=0).shortlist == 20  # the default: 10 k
+
+
+def test_the_unordered_shortlist_is_the_ordered_one(folder, monkeypatch):
+    """ordered=False (re-ranking) skips the ball lookup when the nearest codes show the ball is small:
+    the same rows, distances and method, in some order."""
+    from components.retrieval import engine
+
+    index, lookups = load_search_index(folder), []
+    monkeypatch.setattr(engine, "hash_ball", lambda *a: lookups.append(1) or hash_ball(*a))
+    skipped = 0
+    for radius, shortlist in [(0, 12), (1, 5), (2, 20), (2, 29), (3, 4), (8, 10)]:
+        for row in range(0, 30, 3):
+            words = index.hash.words[row : row + 1]
+            rows, distances, method = candidates(index, words, 2, radius, shortlist, exclude=row)
+            before = len(lookups)
+            got = candidates(index, words, 2, radius, shortlist, exclude=row, ordered=False)
+            skipped += len(lookups) == before
+            assert got[2] == method and sorted(zip(got[0], got[1])) == sorted(zip(rows, distances))
+    assert 0 < skipped < 60  # both ways were taken
+
+
+@pytest.mark.parametrize("n_bits", [1, 8, 30, 32, 40, 64, 100, 128])
+def test_a_querys_words_are_laid_out_as_pack_words_lays_them(n_bits):
+    from components.retrieval.codes import pack_words
+    from components.retrieval.engine import _pack_query
+
+    bits = np.random.default_rng(n_bits).random((1, n_bits)) < 0.5
+    np.testing.assert_array_equal(_pack_query(bits), pack_words(bits))
+    assert _pack_query(bits).dtype == np.uint64
 
 
 def test_no_rerank_ranks_by_hamming_distance(folder):
@@ -237,17 +255,17 @@ def test_a_short_query_is_encoded_as_a_document_of_the_median_training_length(fo
     a longer one as it is, and the search uses those codes."""
     index = load_search_index(folder)
     assert index.meta["query_length"] == 12.0
-    short = count_vectors([["rocket", "orbit"]], index.vocabulary)
+    short = count_vectors([["rocket", "orbit"]], index.vocabulary).toarray().astype(np.float32)
     assert query_inputs(index, short).sum() == pytest.approx(12.0)
-    np.testing.assert_allclose(query_inputs(index, short), 6 * short.toarray())
-    long = count_vectors([["rocket"] * 10 + ["orbit"] * 10], index.vocabulary)
-    np.testing.assert_array_equal(query_inputs(index, long), long.toarray())
+    np.testing.assert_allclose(query_inputs(index, short), 6 * short)
+    long = count_vectors([["rocket"] * 10 + ["orbit"] * 10], index.vocabulary).toarray().astype(np.float32)
+    np.testing.assert_array_equal(query_inputs(index, long), long)
     def bits_of(counts):
         with torch.no_grad():
             return binarize(index.model.encode(torch.from_numpy(counts.astype(np.float32))).numpy(), index.thresholds)
 
     stored = bits_of(count_vectors([tokenize(d[4]) for d in corpus()], index.vocabulary).toarray())
-    scaled, raw = bits_of(6 * short.toarray()), bits_of(short.toarray())
+    scaled, raw = bits_of(6 * short), bits_of(short)
     assert (scaled != raw).any()  # else the test could not tell them apart
     found = search_text(index, "rocket orbit", k=30, rerank=False)
     assert [h["distance"] for h in found.hits] == [int((stored[h["row"]] != scaled[0]).sum()) for h in found.hits]
@@ -258,7 +276,7 @@ def test_title_queries_are_scored_like_document_queries(tmp_path):
     def title(doc):
         return "nothing known here" if doc[0].endswith("1009") else " ".join(doc[4].split()[:2])
 
-    index = load_search_index(build(tmp_path / "search", titles=title))
+    index = load_search_index(build(tmp_path / "search", titles=[title(d) for d in corpus()]))
     test_rows = np.flatnonzero(np.asarray(index.splits) == "test")
     metrics = compare_title_queries(index, test_rows, k=3)
     assert metrics["search/title/n_queries"] == 3 and metrics["search/title/n_unsearchable"] == 3

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,19 @@ class SearchIndex:
     @property
     def is_text(self) -> bool:
         return self.meta.get("kind") == "bow"
+
+    @cached_property
+    def word_columns(self) -> dict[str, int]:
+        """Each vocabulary word's column (built once: a query looks its words up here)."""
+        return {word: column for column, word in enumerate(self.vocabulary or ())}
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Each id's row, the first where an id repeats (built once: a --doc query looks it up here)."""
+        rows: dict[str, int] = {}
+        for row, item_id in enumerate(self.ids.tolist()):
+            rows.setdefault(str(item_id), row)
+        return rows
 
     def label_name(self, label: int) -> str:
         names = self.meta.get("label_names") or []
@@ -179,6 +193,7 @@ def _warm_up(index: SearchIndex) -> None:
     forward pass took 4 s of the first query's 4.4 s on a loaded 2-core machine."""
     if index.vocabulary is not None:
         tokenize("")
+        index.word_columns  # noqa: B018 (built here, once)
     with torch.no_grad():
         index.model.encode(torch.zeros(1, index.model.n_inputs))
 

@@ -62,4 +62,4 @@ def open_array(folder: Path, name: str, spec: dict) -> np.ndarray:
     if list(array.shape) != spec.get("shape") or array.dtype.str != spec.get("dtype"):
         raise DulError(f"{path} is {array.dtype.str} {list(array.shape)} but meta.json says "
                        f"{spec.get('dtype')} {spec.get('shape')}: truncated or from another build; {FIX}")
-    return array
+    return np.asarray(array)  # still the mapping, read-only; a plain ndarray gathers without np.memmap's overhead

@@ -210,6 +210,8 @@ pretrain_stack(Path(sys.argv[1]), params, key="relaunch")
 """
 
 
+@pytest.mark.slow  # three pretrain runs (killed, resumed, reference), ~70 s: CI keeps the in-layer resume of a
+# killed worker (above) and the relaunch after finished layers (test_training); test_kill_repro (slow) kills whole runs
 def test_a_killed_run_relaunched_resumes_inside_its_layer(digits, workdir, ray_instance, capfd):
     """The whole process tree (driver, its Ray, the workers) killed mid-layer; the rerun resumes."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

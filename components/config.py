@@ -57,8 +57,8 @@ class IngestParams:
     # halved into test and validation by seed; 20newsgroups without headers, footers, quotes; reuters21578 the 20 most
     # frequent ModApte topics, unlabelled test documents dropped; vocabulary_size, remove, validation_fraction, topics unused)
     representation: str = "bow"  # text: bow (word counts, the keys above) | chars (20newsgroups, protocol bydate: each
-    # post as bytes 0-255, a sequence for wavenet and n-gram models; remove and validation_fraction apply, vocabulary_size
-    # does not; components/data/chars.py)
+    # post as bytes 0-255, a sequence for wavenet and n-gram models; remove and validation_fraction apply,
+    # vocabulary_size does not; components/data/chars.py)
     seed: int = 0  # seed of the split
 
     def validate(self) -> None:

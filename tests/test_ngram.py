@@ -30,7 +30,8 @@ def test_a_bigram_model_of_abab_by_hand():
 
 @pytest.mark.parametrize("order", [1, 2, 4])
 def test_every_context_has_a_distribution_over_256_bytes(order):
-    text = np.random.default_rng(0).choice(np.frombuffer(b"abcde \x00", np.uint8), 3000, p=[.3, .2, .2, .1, .1, .05, .05])
+    symbols = np.frombuffer(b"abcde \x00", np.uint8)
+    text = np.random.default_rng(0).choice(symbols, 3000, p=[.3, .2, .2, .1, .1, .05, .05])
     model = KneserNey.fit(text, order)
     for context in (b"", b"a", b"ab c", bytes(text[100:110]), b"\xff\xfe\xfd", b"\x00"):
         p = model.probabilities(context)

@@ -42,6 +42,7 @@ FAMILIES = {
     "vdsh": "components.models.vdsh:VDSH",
     "gan": "components.models.gan:GAN",
     "gmmn": "components.models.gmmn:GMMN",
+    "wavenet": "components.models.wavenet:WaveNet",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")

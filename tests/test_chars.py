@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from components.config import parse_section
-from components.data import ingest, read_card, read_ids, read_split, sources
+from components.data import ingest, read_card, read_ids, sources
 from components.data.chars import END, read_sequences, read_stream
+from components.data.stream import open_split
 from components.data.text import read_bow_split
 from components.errors import DulError
 from components.io import file_sha256
@@ -95,8 +96,9 @@ def test_an_empty_corpus_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
 
 def test_sequences_go_to_sequence_families_only(archive, tmp_path):
     _chars(archive, tmp_path / "chars")
-    with pytest.raises(DulError, match="holds byte sequences .* only a sequence family \\(wavenet\\) reads it"):
-        read_split(tmp_path / "chars", "train")
+    for streaming in (False, True):  # what pretrain and finetune read through: whole, or a row group at a time
+        with pytest.raises(DulError, match="holds byte sequences .* only a sequence family \\(wavenet\\) reads it"):
+            open_split(tmp_path / "chars", "train", batch_size=2, streaming=streaming)
     params = registry.params_class("made")()
     with pytest.raises(DulError, match="made models fixed-size items, but this dataset's items are byte sequences"):
         registry.build("made", params, (None,))

@@ -56,6 +56,9 @@ class IngestParams:
     # preparation since VDSH: stop words, 10,000 words, max_df 0.8, min_df 3, documents of 6-500 words, the test split
     # halved into test and validation by seed; 20newsgroups without headers, footers, quotes; reuters21578 the 20 most
     # frequent ModApte topics, unlabelled test documents dropped; vocabulary_size, remove, validation_fraction, topics unused)
+    representation: str = "bow"  # text: bow (word counts, the keys above) | chars (20newsgroups, protocol bydate: each
+    # post as bytes 0-255, a sequence for wavenet and n-gram models; remove and validation_fraction apply,
+    # vocabulary_size does not; components/data/chars.py)
     seed: int = 0  # seed of the split
 
     def validate(self) -> None:
@@ -70,6 +73,10 @@ class IngestParams:
         if self.protocol == "vdsh" and self.dataset not in ("20newsgroups", "reuters21578"):
             raise DulError(f"ingest.protocol vdsh is the semantic-hashing papers' 20newsgroups and reuters21578 "
                            f"preparation, not {self.dataset}'s; use protocol bydate")
+        _check_choice("ingest.representation", self.representation, ("bow", "chars"))
+        if self.representation == "chars" and (self.dataset != "20newsgroups" or self.protocol != "bydate"):
+            raise DulError(f"ingest.representation chars prepares 20newsgroups (protocol bydate) as byte sequences, "
+                           f"not {self.dataset} (protocol {self.protocol}); use representation bow")
         _check_fraction("ingest.validation_fraction", self.validation_fraction)
         if self.validation_fraction == 0:  # every later stage measures on it (and the registry compares by it)
             raise DulError("ingest.validation_fraction is 0: the validation split would be empty, and fine-tuning, "
@@ -271,7 +278,8 @@ class ZooParams(RayParams):
     binarization: str = "fixed"  # threshold (x > 0.5) | fixed (one seeded draw, Larochelle & Murray) | dynamic
     binarization_seed: int = 0  # the fixed draw (and the validation and test draw under dynamic)
     test_samples: int = 5000  # importance samples per test item for IS estimates (the IWAE paper's k)
-    test_items: int = 0  # test items scored (the first ones); 0: all
+    test_items: int = 0  # test items scored (the first ones); 0: all. A sequence family: the first test_items bytes
+    # of the test stream
     samples: int = 64  # samples drawn for each family's picture
 
     def validate(self) -> None:

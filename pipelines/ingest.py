@@ -7,7 +7,8 @@ ingest.source (a local file or folder, or a mirror URL) or the canonical
 URLs, checked against pinned sha256; 20newsgroups, reuters21578 (ModApte,
 ingest.topics) and rcv1-v2 (streamed, ingest.rcv1_split) become
 bag-of-words counts over the ingest.vocabulary_size most frequent training
-words.
+words, or (20newsgroups, ingest.representation: chars) each post's bytes, a
+sequence for wavenet and n-gram models.
 """
 
 from pathlib import Path
@@ -25,7 +26,8 @@ def work(params: IngestParams) -> None:
         card = ingest(params.dataset, OUT, source=params.source, validation_fraction=params.validation_fraction,
                       test_fraction=params.test_fraction, seed=params.seed,
                       vocabulary_size=params.vocabulary_size, remove=params.remove, topics=params.topics,
-                      rcv1_split=params.rcv1_split, protocol=params.protocol)
+                      rcv1_split=params.rcv1_split, protocol=params.protocol,
+                      representation=params.representation)
         mlrun.log_metrics({f"count_{split}": info["count"] for split, info in card["splits"].items()})
         mlrun.log_artifact(OUT / "card.json")
         mlrun.tag_files("outs", [OUT])

@@ -10,8 +10,9 @@ models/zoo/<family>.pt (``{"family", "params", "state_dict"}``, loadable by
 ``components.models.registry.load``) and, in reports/zoo/families/<family>/,
 curve.csv (per epoch: training figures, validation NLL), metrics.json (the
 family's row of the likelihood report: test NLL in nats with its standard
-error, bits per dimension, the estimator, parameters, training seconds) and
-samples.png (a grid of samples, or a note that the family does not sample images).
+error, bits per dimension, the estimator, parameters, training seconds; a
+sequence family: bits per character of the test stream) and samples.png (a
+grid of samples, lines of sampled text, or a note that the family does not sample).
 
     python -m pipelines.train vae [--params params.yaml]
 """
@@ -35,6 +36,7 @@ from components.config import (
     load_params,
 )
 from components.data import item_shape, read_card
+from components.data.chars import END, read_stream
 from components.errors import DulError
 from components.evaluation import filters_figure
 from components.evaluation.codes import codes_figure
@@ -50,11 +52,13 @@ from components.training.family import (
     test_figures,
     train_family,
 )
+from components.training.sequences import stream_figures
 
 DATA = Path("data/prepared")
 MODELS = Path("models/zoo")
 REPORTS = Path("reports/zoo/families")
 FILTERS_SHOWN = 100  # filters drawn per family
+TEXT_SAMPLES, TEXT_LINE, TEXT_LINES = 4, 80, 4  # a sequence family's samples: 4 of 4 lines of 80 bytes
 ENCODE_BATCH = 500  # test items encoded at once for the codes' figure
 
 
@@ -98,6 +102,11 @@ def _protocol(zoo: ZooParams) -> dict:
 def _measure(model, name: str, shape: tuple[int, ...], zoo: ZooParams, card: dict) -> dict:
     metrics = {"family": name, "parameters": parameter_count(model), "dataset": card["dataset"],
                "binarization": zoo.binarization if family_inputs(model) == "binary" else f"none ({family_inputs(model)})"}
+    if family_inputs(model) == "sequence":  # bits per character of the test stream; its samples as text
+        stream = torch.from_numpy(read_stream(DATA, "test"))
+        print(f"{name}: test bits per character, exact", flush=True)
+        metrics |= stream_figures(model, stream[:zoo.test_items] if zoo.test_items else stream)
+        return metrics | text_pictures(model, name, zoo)
     X = split_inputs(DATA, "test", family_inputs(model), zoo)
     X = X[:zoo.test_items] if zoo.test_items else X
     if isinstance(model, Density):
@@ -135,6 +144,26 @@ def pictures(model, name: str, shape: tuple[int, ...], zoo: ZooParams, X: np.nda
     else:
         word_table_figure(folder / "codes.png", {"": ["no codes: it does not encode"]}, f"{name}: codes")
     return metrics
+
+
+def text_pictures(model, name: str, zoo: ZooParams) -> dict:
+    """reports/zoo/families/<name>/: samples.png, lines of text a sequence family drew (END shown
+    as a pilcrow, other control bytes as a dot); filters.png and codes.png say there are none."""
+    folder = REPORTS / name
+    with torch.no_grad():
+        drawn = model.sample(TEXT_SAMPLES, torch.Generator().manual_seed(0), length=TEXT_LINE * TEXT_LINES)
+    lines = [line for row in drawn.tolist() for line in _text_lines(row)]
+    word_table_figure(folder / "samples.png", {"": lines}, f"{name}: {TEXT_SAMPLES} samples of "
+                      f"{TEXT_LINE * TEXT_LINES} bytes")
+    for file, what in (("filters.png", "filters"), ("codes.png", "codes")):
+        word_table_figure(folder / file, {"": [f"no {what}: it models byte sequences"]}, f"{name}: {what}")
+    return {}
+
+
+def _text_lines(row: list[int]) -> list[str]:
+    text = "".join("\u00b6" if b == END else chr(b) if 32 <= b < 127 or b >= 160 else "\u00b7" for b in row)
+    lines = [text[i:i + TEXT_LINE] for i in range(0, len(text), TEXT_LINE)]
+    return [line.replace("$", r"\$") for line in lines] + [""]  # a bare $ starts matplotlib's mathtext
 
 
 def main(argv: list[str] | None = None) -> int:

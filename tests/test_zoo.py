@@ -40,8 +40,11 @@ TINY = {
     "vdsh": {"bits": 4, "hidden": 16, "kl_warmup": 2},
     "gan": {"architecture": "dcgan", "latent": 4, "hidden": 4},
     "gmmn": {"latent": 3, "hidden": [8, 16]},
+    "wavenet": {"channels": 4, "skip_channels": 4, "head": 0, "blocks": 1, "layers": 2, "window": 16, "steps": 3,
+                "valid_chars": 0},
 }
 COUNTS = {"nash", "vdsh"}  # families of word counts: they train on a tiny text corpus instead of digits
+SEQUENCES = {"wavenet"}  # families of byte sequences: they train on a tiny corpus as characters
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,25 @@ def corpus(tmp_path_factory):
     return folder / "prepared"
 
 
+@pytest.fixture(scope="module")
+def characters(tmp_path_factory):
+    """The tiny 20 Newsgroups-layout archive as byte sequences (ingest.representation: chars)."""
+    from components.data import sources
+    from components.io import file_sha256
+    from tests.test_corpora import _tiny_archive
+
+    folder = tmp_path_factory.mktemp("characters")
+    archive = _tiny_archive(folder / "20news-bydate.tar.gz")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sources.FILE_PINS, "20newsgroups",
+                      {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
+        ingest("20newsgroups", folder / "prepared", source=str(archive), validation_fraction=0.34,
+               representation="chars")
+    return folder / "prepared"
+
+
 def tiny_params(family: str, **overrides):
-    values = {**TINY[family], "epochs": 2, "batch_size": 50, **overrides}
+    values = {**TINY[family], "epochs": 2, "batch_size": 50 if family not in SEQUENCES else 4, **overrides}
     return parse_dataclass(registry.params_class(family), family, values)
 
 
@@ -96,7 +116,7 @@ def config(family, digits, **overrides) -> dict:
             "params": tiny_params(family, **overrides), "zoo": zoo}
 
 
-image_families = [f for f in TINY if f not in COUNTS]
+image_families = [f for f in TINY if f not in COUNTS | SEQUENCES]
 
 
 class Killed(Exception):
@@ -152,7 +172,7 @@ def test_a_family_saves_loads_and_does_what_it_claims(family, digits, tmp_path, 
 
 @pytest.mark.parametrize("family", list(TINY))
 def test_a_checkpoint_whose_tensors_do_not_match_is_one_line(family, tmp_path):
-    model = registry.build(family, tiny_params(family), (1, 8, 8))
+    model = registry.build(family, tiny_params(family), (None,) if family in SEQUENCES else (1, 8, 8))
     checkpoint = model.to_checkpoint()
     name = next(iter(checkpoint["state_dict"]))
     checkpoint["state_dict"][name] = torch.zeros(3, 3, 3)
@@ -206,3 +226,31 @@ def test_a_word_count_family_trains_on_counts_through_the_loop_and_resumes_bitwi
     counts = torch.from_numpy(training.split_inputs(corpus, "train", "counts", settings["zoo"]))
     assert model.encode(counts).shape == (len(counts), model.code_size)
     assert not torch.equal(model.idf, torch.ones_like(model.idf))  # fitted on the training counts
+
+
+@pytest.mark.parametrize("family", sorted(SEQUENCES))
+def test_a_sequence_family_trains_on_windows_through_the_loop_and_resumes_bitwise(family, characters, tmp_path,
+                                                                                  one_thread):
+    """The families of byte sequences get windows of the training stream, are validated in bits
+    per character of the validation stream, resume bitwise, and load and score by their family."""
+    from components.data.chars import read_stream
+    from components.training.sequences import stream_figures
+
+    settings = config(family, characters, epochs=3)
+    assert settings["shape"] == [None]
+    whole = loop.run_in_process(training.family_loop, settings)
+    with pytest.raises(Killed):
+        loop.run_in_process(training.family_loop, settings, session=KilledAfter(2, tmp_path))
+    resumed = loop.run_in_process(training.family_loop, settings, session=loop.LocalSession(folder=tmp_path))
+    assert resumed["history"] == whole["history"] and [row["epoch"] for row in whole["history"]] == [1, 2, 3]
+    assert all(0 < row["valid_bits_per_char"] < 9 and row["train_bits_per_char"] > 0 for row in whole["history"])
+    (a,), (b,) = whole["done"], resumed["done"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    model = registry.load(a)
+    assert isinstance(model, Density) and isinstance(model, Sampler) and model.family == family
+    test = torch.from_numpy(read_stream(characters, "test"))
+    figures = stream_figures(model, test)
+    assert figures["n_chars"] == len(test) and figures["estimator"] == "exact"
+    nats = -float(model.log_prob(test[None].long()).detach())  # the stream as one sequence
+    assert figures["bits_per_char"] == pytest.approx(nats / len(test) / math.log(2))
+    assert model.sample(2, torch.Generator().manual_seed(1), length=5).shape == (2, 5)

@@ -109,3 +109,11 @@ def test_bad_settings_are_one_line():
         PixelCNN.from_params(PixelCNN.Params(), (64,))
     with pytest.raises(DulError, match="did you mean 'categorical'"):
         parse_dataclass(PixelCNN.Params, "pixelcnn", {"likelihood": "categorial"})
+
+
+def test_items_of_another_shape_are_one_line():
+    model = random_net(gated=True, layers=1)
+    for items in (torch.rand(2, 1, 8, 8), torch.rand(2, 64), torch.randint(0, 256, (2, 36))[0]):
+        with pytest.raises(DulError, match="models 6x6 grey images \\(36 pixels\\); got items of shape") as caught:
+            model.log_prob(items.double())
+        assert "\n" not in str(caught.value)

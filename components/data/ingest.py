@@ -9,10 +9,14 @@
   colour images;
 - text corpora (``components.data.corpora``: ``20newsgroups``,
   ``reuters21578``, ``rcv1-v2``): bag-of-words splits; the card has
-  ``"kind": "bow"`` and says whether the corpus is ``multi_label``.
+  ``"kind": "bow"`` and says whether the corpus is ``multi_label``;
+- ``20newsgroups`` with ``representation="chars"`` (``components.data.chars``):
+  each post as a byte sequence; the card has ``"kind": "sequence"``,
+  ``vocabulary_size`` 256 and ``shape`` [null] (a sequence of any length);
+  ``chars.read_stream`` reads a split back, not ``read_split``.
 
 Every card has ``shape``, one item as models see it ([C, H, W] for images,
-[V] for bag-of-words), and ``n_features``, its product; ``item_shape(card)``
+[V] for bag-of-words, [null] for sequences), and ``n_features``, its product; ``item_shape(card)``
 gives it for older cards too, and ``as_images`` turns a split's flat rows
 into (N, C, H, W).
 
@@ -33,12 +37,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.data import corpora, images, text
+from components.data import chars, corpora, images, text
 from components.data.images import SPLITS, channels_first, shape_fields
 from components.errors import DulError, did_you_mean
 from components.io import write_json
 
 DATASETS = (*images.DATASETS, *corpora.TEXT_DATASETS)
+REPRESENTATIONS = ("bow", "chars")  # text corpora: word counts | byte sequences (20newsgroups)
 
 
 def ingest(
@@ -55,6 +60,7 @@ def ingest(
     topics: str = "all",
     rcv1_split: str = "lyrl2004",
     protocol: str = "bydate",
+    representation: str = "bow",
 ) -> dict:
     """Write ``dataset``'s three splits and its card to ``out_dir``; return the card.
 
@@ -66,6 +72,9 @@ def ingest(
     ``topics`` (reuters21578), ``rcv1_split`` (rcv1-v2) and ``protocol``
     (``vdsh``: the semantic-hashing papers' 20newsgroups); see
     ``components.data.corpora``. Image datasets ignore them.
+    ``representation`` "chars": 20newsgroups' posts as byte sequences
+    (``components.data.chars``; ``remove``, ``validation_fraction`` and
+    ``seed`` apply, ``vocabulary_size`` does not).
     """
     if dataset not in DATASETS:
         raise DulError(f"unknown dataset '{dataset}' (ingest.dataset); {did_you_mean(dataset, DATASETS, cutoff=0.5)}")
@@ -73,6 +82,15 @@ def ingest(
         raise DulError(f"ingest.protocol {protocol} prepares a text corpus, not {dataset}; use protocol bydate")
     _check_fraction("validation_fraction", validation_fraction)
     _check_fraction("test_fraction", test_fraction)
+    if representation != "bow":
+        if representation not in REPRESENTATIONS:
+            raise DulError(f"unknown ingest.representation {representation!r}; "
+                           f"{did_you_mean(representation, REPRESENTATIONS)}")
+        if dataset != "20newsgroups" or protocol != "bydate":
+            raise DulError(f"ingest.representation chars prepares 20newsgroups (protocol bydate) as byte sequences, "
+                           f"not {dataset} (protocol {protocol}); use representation bow")
+        return chars.ingest_newsgroups_chars(out_dir, source=source, cache_dir=cache_dir, remove=tuple(remove),
+                                             validation_fraction=validation_fraction, seed=seed)
     if dataset in corpora.TEXT_DATASETS:
         card = corpora.ingest_text(dataset, out_dir, source=source, cache_dir=cache_dir,
                                    vocabulary_size=vocabulary_size, remove=remove,
@@ -93,15 +111,16 @@ def _add_bow_shape(card: dict, out_dir) -> dict:
     return card
 
 
-def item_shape(card: dict, data_dir: str | os.PathLike | None = None) -> tuple[int, ...]:
-    """One item's shape as models see it: (C, H, W) for images, (V,) for bag-of-words.
+def item_shape(card: dict, data_dir: str | os.PathLike | None = None) -> tuple[int | None, ...]:
+    """One item's shape as models see it: (C, H, W) for images, (V,) for bag-of-words,
+    (None,) for byte sequences (any length; only sequence families take them).
 
     The card's ``shape``; for a card written before it was recorded, derived
     from ``image_shape`` ([H, W] -> (1, H, W), [H, W, C] -> (C, H, W)) or,
     for a bag-of-words card, from ``vocabulary_size`` (else the train split's
     vocabulary in ``data_dir``)."""
     if "shape" in card:
-        return tuple(int(side) for side in card["shape"])
+        return tuple(None if side is None else int(side) for side in card["shape"])
     if card.get("kind") == "bow":
         return (_vocabulary_size(card, data_dir),)
     if "image_shape" in card:
@@ -151,6 +170,9 @@ def read_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     ``label`` column (a multi-label document's first label). y is -1 for
     every item of a dataset without labels (the card's ``labels`` is false)."""
     path = _split_path(data_dir, split)
+    if chars.is_sequence_split(path):
+        raise DulError(f"{path} holds byte sequences (ingest.representation: chars), not fixed-size items; "
+                       "only a sequence family (wavenet) reads it, or ingest with representation bow")
     if _is_bow(path):
         counts, labels, _ = text.read_bow_split(path)
         return counts.toarray().astype(np.float32), labels
@@ -211,7 +233,7 @@ def read_ids(data_dir: str | os.PathLike, split: str) -> np.ndarray:
     Bag-of-words splits have string ids (``text.read_bow_split``); here their
     rows' positions in the split are returned."""
     path = _split_path(data_dir, split)
-    if _is_bow(path):
+    if _is_bow(path) or chars.is_sequence_split(path):
         return np.arange(pq.read_metadata(path).num_rows, dtype=np.int64)
     try:
         return pq.read_table(path, columns=["id"]).column("id").to_numpy().astype(np.int64, copy=False)

@@ -126,6 +126,9 @@ class SplitFile:
         try:
             self.file = pq.ParquetFile(self.path)
             schema = self.file.schema_arrow
+            if "text" in schema.names:  # byte sequences (components/data/chars.py): not rows of a fixed size
+                raise DulError(f"{path} holds byte sequences (ingest.representation: chars), not fixed-size items; "
+                               "only a sequence family (wavenet) reads it, or ingest with representation bow")
             self.bow = "counts" in schema.names
             if self.bow:
                 self.columns, self.n_features = ["indices", "counts"], _vocabulary_size(schema.metadata or {}, path)

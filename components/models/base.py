@@ -21,6 +21,10 @@ from the loop). Capabilities:
   estimate, and ``estimator(samples)`` saying which ("exact", "elbo",
   "is-5000", "ais", "ais-bound": a bound with log Z by AIS);
 - ``Sampler``: ``sample(n, generator) -> (n, D)``;
+- sequence families (``inputs = "sequence"``, a class attribute; ``SequenceParams``)
+  model byte sequences (B, T) of any length: ``log_prob`` is per sequence,
+  ``stream_log_prob(stream)`` per byte of a whole split's stream, and the
+  registry builds them for the shape (None,) of a sequence card only;
 - ``Reconstructor``: ``reconstruct(x) -> (B, D)`` in the data's units (evaluate's figures);
 - ``PartitionEstimate``: ``log_partition() -> (log Z, lower, upper)``, the AIS
   estimate a density's log-likelihood rests on, with its bars (rbm, dbm).
@@ -64,6 +68,29 @@ class TrainingParams:
                 raise DulError(f"{section}.{name} is {getattr(self, name)}: must be positive")
         if self.seed < 0:
             raise DulError(f"{section}.seed is {self.seed}: must be 0 or more")
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceParams(TrainingParams):
+    """What a sequence family's section has besides its hyperparameters (a family with
+    ``inputs = "sequence"``: it reads a split as one byte stream, components/data/chars.py)."""
+
+    epochs: int = 10  # epochs of `steps` batches each
+    batch_size: int = 16  # windows per batch
+    window: int = 512  # bytes per training window, each a stretch of the training stream at a random offset
+    steps: int = 200  # batches per epoch (an epoch is not a pass over the stream: 12 M bytes are many batches)
+    valid_chars: int = 0  # bytes of the validation stream scored after each epoch, in evenly spaced blocks each
+    # with its true context; 0: all of it
+
+    def check_training(self, section: str) -> None:
+        from components.errors import DulError
+
+        super().check_training(section)
+        for name in ("window", "steps"):
+            if getattr(self, name) < 1:
+                raise DulError(f"{section}.{name} is {getattr(self, name)}: must be positive")
+        if self.valid_chars < 0:
+            raise DulError(f"{section}.valid_chars is {self.valid_chars}: must be 0 (all) or more")
 
 
 @runtime_checkable

@@ -187,7 +187,11 @@ class PixelCNN(Checkpointed, nn.Module):
         return self.image_shape[0] * self.image_shape[1]
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) or (B, 1, H, W) rows -> (B, 1, H, W) in the weights' dtype."""
+        """(B, D) or (B, 1, H, W) rows -> (B, 1, H, W) in the weights' dtype; items of another
+        size are a one-line DulError."""
+        if x.dim() < 2 or x[0].numel() != self.n_inputs:
+            raise DulError(f"this PixelCNN models {self.image_shape[0]}x{self.image_shape[1]} grey images "
+                           f"({self.n_inputs} pixels); got items of shape {list(x.shape[1:])}")
         return x.reshape(len(x), 1, *self.image_shape).to(self.head[-1].weight.dtype)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,8 @@ leaves the others' results valid).
 
 - ``family_class(name)``: the class, or a one-line error naming the known ones;
 - ``build(name, params, shape)``: a model for items of ``shape`` ((D,) for
-  vectors, (C, H, W) for images, from the dataset card), from the family's
-  params section;
+  vectors, (C, H, W) for images, (None,) for byte sequences, from the dataset
+  card), from the family's params section;
 - ``load(checkpoint)``: any checkpoint written by ``to_checkpoint()``
   (``{"family", "params", "state_dict"}``), from a dict or a file read with
   ``weights_only=True`` (nothing is unpickled); an unknown family, missing or
@@ -42,6 +42,7 @@ FAMILIES = {
     "vdsh": "components.models.vdsh:VDSH",
     "gan": "components.models.gan:GAN",
     "gmmn": "components.models.gmmn:GMMN",
+    "wavenet": "components.models.wavenet:WaveNet",
 }
 # The families trained as zoo stages (train@<family>); the flagship has stages of its own.
 ZOO_FAMILIES = tuple(name for name in FAMILIES if name != "deep-autoencoder")
@@ -63,9 +64,15 @@ def params_class(name: str) -> type:
     return cls.Params
 
 
-def build(name: str, params, shape: tuple[int, ...]):
-    """A new model of family ``name`` for items of ``shape``, seeded by the caller."""
-    return family_class(name).from_params(params, tuple(shape))
+def build(name: str, params, shape: tuple[int | None, ...]):
+    """A new model of family ``name`` for items of ``shape``, seeded by the caller. Byte
+    sequences (shape (None,), a card of kind sequence) go to sequence families only."""
+    cls = family_class(name)
+    if None in tuple(shape) and getattr(cls, "inputs", None) != "sequence":
+        raise DulError(f"{name} models fixed-size items, but this dataset's items are byte sequences (a card of kind "
+                       "sequence, ingest.representation: chars); train a sequence family (wavenet) on it, or ingest "
+                       "with representation bow")
+    return cls.from_params(params, tuple(shape))
 
 
 def load(checkpoint: dict | str | os.PathLike, map_location="cpu"):

@@ -14,7 +14,10 @@ Data: families of binary data get the split binarized by the zoo's protocol
 (components/data/binarize.py; ``dynamic`` redraws every training batch);
 families of word counts (``inputs = "counts"``) get the counts, and families
 of real values (``inputs = "real"``: sparse coding) the intensities in [0, 1]. The data is
-read whole into memory (the zoo's datasets are MNIST-sized).
+read whole into memory (the zoo's datasets are MNIST-sized). Sequence families
+(``inputs = "sequence"``: wavenet) get the byte streams of a character ingest
+instead: windows of the training stream, validation in bits per character
+(components/training/sequences.py).
 
 Optional hooks a family may have: ``fit_inputs(X)`` (statistics of the
 training split it keeps, NASH's idf), ``start_epoch(epoch)`` (called before
@@ -37,11 +40,12 @@ import torch
 
 from components.config import ZooParams
 from components.data.binarize import family_inputs, redraw, split_inputs
+from components.data.chars import read_stream
 from components.data.stream import Batches, TensorBatches, batch_count
 from components.errors import DulError
 from components.models import registry
-from components.models.base import Density
-from components.training import loop
+from components.models.base import Density, SequenceParams
+from components.training import loop, sequences
 
 
 class SyncedOptimizer:
@@ -112,6 +116,8 @@ def family_phase(config: dict) -> loop.Phase:
     def build(done: list[dict], session: loop.Session) -> FamilyUnit:
         model = registry.build(family, params, tuple(config["shape"])).to(session.device)
         inputs = family_inputs(model)
+        if inputs == "sequence":
+            return sequence_unit(model, params, config["data_dir"], session)
         dynamic = inputs == "binary" and zoo.binarization == "dynamic"
         X = split_inputs(config["data_dir"], "train", inputs, zoo, raw=dynamic)
         if hasattr(model, "fit_inputs"):  # statistics of the training split the model keeps (e.g. NASH's idf)
@@ -131,8 +137,33 @@ def family_phase(config: dict) -> loop.Phase:
 
     # The loop seeds the global generator from (seed,) right before build: the initial weights, alike on every worker.
     return loop.Phase(name=name, epochs=params.epochs, build=build, seed_parts=(params.seed,), describe=describe,
-                      evaluate=FamilyUnit.evaluate, fix=f"lower {name}.lr",
+                      evaluate=lambda unit: unit.evaluate(), fix=f"lower {name}.lr",
                       parameters=lambda unit: unit.model.parameters())
+
+
+class SequenceUnit(FamilyUnit):
+    """A sequence family in training: windows of the training stream; validation in bits per
+    character of the validation stream (its ``blocks``, or all of it)."""
+
+    def __init__(self, model, optimizers: list, batches: Batches, valid: torch.Tensor, blocks):
+        super().__init__(model, optimizers, batches, valid, dynamic=False)
+        self.blocks = blocks
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return {"valid_bits_per_char": sequences.stream_figures(self.model, self.valid, self.blocks)["bits_per_char"]}
+
+
+def sequence_unit(model, params, data_dir, session: loop.Session) -> SequenceUnit:
+    """A sequence family's unit: the train and validation streams, windows of ``params``."""
+    if not isinstance(params, SequenceParams):
+        raise DulError(f"{model.family} models sequences but its params section has no window or steps")
+    stream = torch.from_numpy(read_stream(data_dir, "train")).to(session.device)
+    valid = torch.from_numpy(read_stream(data_dir, "validation")).to(session.device)
+    optimizers = [SyncedOptimizer(o, session) for o in model.optimizers(params)]
+    batches = sequences.WindowBatches(stream, params.window, params.batch_size, params.steps)
+    return SequenceUnit(model, optimizers, batches, valid, sequences.spaced_blocks(len(valid), params.valid_chars,
+                                                                                    model.block))
 
 
 def family_loop(config: dict) -> None:

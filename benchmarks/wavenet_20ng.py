@@ -1,0 +1,206 @@
+"""WaveNet against an interpolated modified Kneser-Ney n-gram, in bits per character of
+20 Newsgroups' bydate test posts.
+
+Both read the same byte streams (components/data/chars.py: each post's bytes,
+then the end-of-post byte; headers, footers and quotes removed as the params
+say), ingested here from the local archive:
+
+- Kneser-Ney (components/evaluation/ngram.py) is fitted on the training
+  stream for every order of ``--orders``; the order with the fewest bits per
+  character on the validation stream is the one scored on test.
+- WaveNet (the zoo's ``wavenet`` family, its section of ``--params``) trains
+  through the one training loop in this process (no Ray): epochs of random
+  windows of the training stream, each epoch ending with bits per character on
+  evenly spaced blocks of the validation stream; the epoch with the fewest is
+  kept and scored on test.
+
+The test stream is read for nothing else: all of it, or with ``--test-chars``
+evenly spaced blocks of about that many bytes (both models then on the same
+blocks; Kneser-Ney on the whole stream too). Prints the CPU, each epoch, both
+figures, wall times and a sampled text; writes ``--out`` (JSON) and the kept
+WaveNet beside ``--data`` (``wavenet.pt``, a zoo checkpoint).
+
+    nice python benchmarks/wavenet_20ng.py [--params docs/results/wavenet-20ng/params.yaml] \\
+        [--orders 3 4 5 6 7 8] [--test-chars 0] [--threads 1] [--out docs/results/wavenet-20ng.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.config import as_dict, load_family_params, load_params, parse_section
+from components.data import ingest
+from components.data.chars import END, read_stream
+from components.errors import DulError
+from components.evaluation.ngram import choose_order
+from components.io import save_torch, write_json
+from components.models import registry
+from components.training import family, loop
+from components.training.pretrain import cpu_flags
+from components.training.sequences import spaced_blocks, stream_figures
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_BYTES = 600
+
+
+def cpu_line() -> str:
+    """The CPU and the instruction sets that decide matmul speed (AVX2 / AVX-512 / bf16 / AMX)."""
+    with open("/proc/cpuinfo") as info:
+        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown CPU")
+    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
+    return f"CPU: {model}; {' '.join(flags)}"
+
+
+class KeepBest(loop.LocalSession):
+    """The loop in this process, keeping the model of the epoch with the fewest validation bits."""
+
+    def __init__(self):
+        super().__init__(on_epoch=lambda row: print("  " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()),
+                                                    flush=True))
+        self.best: dict | None = None
+
+    def save(self, state: dict, row: dict) -> None:
+        if row and (self.best is None or row["valid_bits_per_char"] < self.best["valid_bits_per_char"]):
+            weights = state["unit"]["model"] if state["unit"] is not None else state["done"][-1]["state_dict"]
+            self.best = {"epoch": row["epoch"], "valid_bits_per_char": row["valid_bits_per_char"],
+                         "state_dict": copy.deepcopy(weights)}
+        super().save(state, row)
+
+
+def train_wavenet(data: Path, params) -> tuple[torch.nn.Module, dict]:
+    zoo = parse_section("zoo", {"families": ["wavenet"]})
+    config = {"family": "wavenet", "data_dir": str(data), "shape": [None], "params": params, "zoo": zoo}
+    session, start = KeepBest(), time.perf_counter()
+    state = loop.run_in_process(family.family_loop, config, session=session)
+    seconds = time.perf_counter() - start
+    checkpoint = {**state["done"][0], "state_dict": session.best["state_dict"]}
+    model = registry.load(checkpoint)
+    return model, {"train_seconds": round(seconds, 1), "epoch_kept": session.best["epoch"],
+                   "valid_bits_per_char": session.best["valid_bits_per_char"], "history": state["history"]}
+
+
+def printable(row: list[int]) -> str:
+    """Sampled bytes as text: END as a new-post mark, other control bytes as a dot."""
+    return "".join("\n<END OF POST>\n" if b == END else chr(b) if b in (9, 10) or 32 <= b < 127 or b >= 160
+                   else "\u00b7" for b in row)
+
+
+def reduced(params, train_bytes: int, threads: int) -> str:
+    seen = params.epochs * params.steps * params.batch_size * params.window
+    return (f"CPU size (no GPU lent): a small WaveNet ({params.channels} residual / {params.skip_channels} skip "
+            f"channels, {params.blocks} blocks of {params.layers} layers, a {params.head}-unit output layer) trained "
+            f"for {params.epochs} x {params.steps} batches of {params.batch_size} x {params.window} bytes ({seen:,} "
+            f"bytes, {seen / train_bytes:.2f} passes' worth of the training stream), {threads} torch thread(s); the "
+            f"epoch kept by validation bits on about {params.valid_chars:,} evenly spaced bytes of the validation "
+            "stream. Kneser-Ney is not reduced.")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=REPO / "docs/results/wavenet-20ng/params.yaml")
+    parser.add_argument("--data", type=Path, default=REPO / "benchmarks/results/wavenet-20ng/prepared",
+                        help="where the character ingest is written")
+    parser.add_argument("--orders", type=int, nargs="+", default=[3, 4, 5, 6, 7, 8], help="Kneser-Ney orders tried")
+    parser.add_argument("--test-chars", type=int, default=0, help="test bytes scored, in evenly spaced blocks; 0: all")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a busy machine)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs/results/wavenet-20ng.json")
+    return parser.parse_args()
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    print(cpu_line(), f"; torch threads {args.threads}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    ingest_params, params = load_params("ingest", args.params), load_family_params("wavenet", args.params)
+    source = ingest_params.source if Path(ingest_params.source).is_absolute() else REPO / ingest_params.source
+    start = time.perf_counter()
+    card = ingest("20newsgroups", args.data, source=str(source), remove=ingest_params.remove, seed=ingest_params.seed,
+                  validation_fraction=ingest_params.validation_fraction, representation="chars")
+    print(f"ingest: {time.perf_counter() - start:.0f} s; bytes " + ", ".join(
+        f"{s} {card['splits'][s]['stream_characters']:,}" for s in card["splits"]), flush=True)
+    train, valid, test = (read_stream(args.data, split) for split in ("train", "validation", "test"))
+    blocks = spaced_blocks(len(test), args.test_chars, registry.family_class("wavenet").block)
+
+    start = time.perf_counter()
+    kn, by_order = choose_order(train, valid, args.orders)
+    kn_fit = time.perf_counter() - start
+    print(f"kneser-ney: validation bits per char by order {({k: round(v, 4) for k, v in by_order.items()})}; "
+          f"order {kn.order} kept ({kn_fit:.0f} s)", flush=True)
+    start = time.perf_counter()
+    kn_logp = kn.log_probs(test)
+    kn_test = time.perf_counter() - start
+
+    print(f"wavenet: {as_dict(params)}", flush=True)
+    model, trained = train_wavenet(args.data, params)
+    save_torch(args.data.parent / "wavenet.pt", model.to_checkpoint())  # the epoch kept, for registry.load
+    start = time.perf_counter()
+    figures = stream_figures(model, torch.from_numpy(test), blocks)
+    wavenet_test = time.perf_counter() - start
+    scored = np.arange(len(test)) if blocks is None else np.concatenate(
+        [np.arange(b * model.block, min((b + 1) * model.block, len(test))) for b in blocks.tolist()])
+    kn_bits = float(-kn_logp[scored].mean() / math.log(2))
+    start = time.perf_counter()
+    sample = model.sample(1, torch.Generator().manual_seed(0), length=SAMPLE_BYTES)[0].tolist()
+    sample_seconds = time.perf_counter() - start
+    print(f"\nsample ({SAMPLE_BYTES} bytes, {sample_seconds:.0f} s):\n{printable(sample)}\n", flush=True)
+
+    parameters = int(sum(p.numel() for p in model.parameters()))
+    result = {
+        "figure": "bits per character (byte) of the 20 Newsgroups bydate test posts as one stream (each post's bytes, "
+                  "then an end-of-post byte); lower is better",
+        "rows": [
+            {"model": "wavenet", "bits_per_char": round(figures["bits_per_char"], 4), "parameters": parameters,
+             "receptive_field": model.receptive_field, "epoch_kept": trained["epoch_kept"],
+             "valid_bits_per_char": round(trained["valid_bits_per_char"], 4),
+             "train_seconds": trained["train_seconds"], "test_seconds": round(wavenet_test, 1)},
+            {"model": f"kneser-ney-{kn.order}", "bits_per_char": round(kn_bits, 4), "order": kn.order,
+             "valid_bits_per_char_by_order": {str(k): round(v, 4) for k, v in by_order.items()},
+             "fit_seconds": round(kn_fit, 1), "test_seconds": round(kn_test, 1),
+             "bits_per_char_whole_test": round(float(-kn_logp.mean() / math.log(2)), 4)},
+        ],
+        "wavenet_beats_kneser_ney": figures["bits_per_char"] < kn_bits,
+        "test": {"bytes_scored": int(len(scored)), "bytes_in_split": int(len(test)), "posts": card["splits"]["test"]
+                 ["count"], "subset": "all" if blocks is None else f"{len(blocks)} evenly spaced blocks of "
+                 f"{model.block} bytes, each with its true context"},
+        "reduced": True,
+        "reduced_what": reduced(params, len(train), args.threads),
+        "params": {"file": str(args.params.relative_to(REPO)) if args.params.is_relative_to(REPO) else str(args.params),
+                   "ingest": as_dict(ingest_params), "wavenet": as_dict(params), "kneser_ney_orders": args.orders},
+        "validation_curve": trained["history"],
+        "sample": printable(sample),
+        "cpu": cpu_line(), "threads": args.threads, "load_average_end": round(os.getloadavg()[0], 1),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=REPO).stdout.strip(),
+        "command": "nice python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    }
+    print(f"wavenet {figures['bits_per_char']:.4f} bits/char ({parameters:,} parameters, epoch "
+          f"{trained['epoch_kept']} kept, {trained['train_seconds']:.0f} s training, {wavenet_test:.0f} s test); "
+          f"kneser-ney order {kn.order} {kn_bits:.4f} ({kn_fit:.0f} s fit, {kn_test:.0f} s test); "
+          f"{len(scored):,} test bytes", flush=True)
+    return result
+
+
+def main() -> int:
+    args = arguments()
+    try:
+        result = run(args)
+    except DulError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_json(args.out, result)
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,7 +60,7 @@ from components.data.newsgroups import load_20newsgroups
 from components.data.text import build_vocabulary, count_vectors, tokenize
 from components.models.autoencoder import DeepAutoencoder
 from components.retrieval.documents import write_search_index
-from components.training.pretrain import cpu_flags
+from components.training.pretrain import cpu_line
 
 ARCHIVE = Path("../shared/data/20news-bydate/20news-bydate.tar.gz")
 SIZES = (2000, 500, 500, 32)
@@ -129,13 +129,6 @@ def queries(data: dict, n: int, seed: int) -> list[str]:
     order = np.random.default_rng(seed).permutation(len(usable))
     return [usable[i] for i in order[:n]]
 
-
-def cpu_line() -> str:
-    """The CPU model and the instruction sets that decide matmul speed."""
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 "unknown CPU")
-    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
-    return f"{model}; {os.cpu_count()} CPUs; {' '.join(flags)}"
 
 
 def in_process(folder: Path):
@@ -275,7 +268,7 @@ def main() -> int:
     if args.load:
         print(json.dumps(load_loop(args.load, json.loads(Path(args.queries_file).read_text()), args.clients)))
         return 0
-    print(f"CPU: {cpu_line()}", flush=True)
+    print(f"{cpu_line()}; {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.index or Path(scratch) / "search"
         start = time.perf_counter()

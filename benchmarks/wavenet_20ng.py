@@ -47,19 +47,12 @@ from components.evaluation.ngram import choose_order
 from components.io import save_torch, write_json
 from components.models import registry
 from components.training import family, loop
-from components.training.pretrain import cpu_flags
+from components.training.pretrain import cpu_line
 from components.training.sequences import spaced_blocks, stream_figures
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_BYTES = 600
 
-
-def cpu_line() -> str:
-    """The CPU and the instruction sets that decide matmul speed (AVX2 / AVX-512 / bf16 / AMX)."""
-    with open("/proc/cpuinfo") as info:
-        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown CPU")
-    flags = sorted(f for f in (cpu_flags() or set()) if f.startswith(("avx", "amx")))
-    return f"CPU: {model}; {' '.join(flags)}"
 
 
 class KeepBest(loop.LocalSession):

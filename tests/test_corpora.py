@@ -79,6 +79,18 @@ def _tiny_archive(path: Path) -> Path:
         "20news-bydate-test/comp.a/4": "Subject: q\n\ndisk", "20news-bydate-test/rec.b/5": "Subject: r\n\ncar"})
 
 
+def ingest_tiny_newsgroups(folder: Path, **options) -> Path:
+    """Write the tiny archive into ``folder``, pin its hash and ingest it to ``folder``/prepared
+    with ``options`` (validation_fraction, vocabulary_size, representation ...); returns that folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = _tiny_archive(folder / "20news-bydate.tar.gz")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sources.FILE_PINS, "20newsgroups",
+                      {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
+        ingest("20newsgroups", folder / "prepared", source=str(archive), **options)
+    return folder / "prepared"
+
+
 def _archive(path: Path, posts: dict[str, str]) -> Path:
     """A 20news-bydate-layout tar.gz of ``posts`` (member name -> text)."""
     with tarfile.open(path, "w:gz") as tar:

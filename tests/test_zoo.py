@@ -57,35 +57,18 @@ def digits(tmp_path_factory):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A tiny 20 Newsgroups-layout archive as bag-of-words splits (4-word vocabulary)."""
-    from components.data import sources
-    from components.io import file_sha256
-    from tests.test_corpora import _tiny_archive
+    from tests.test_corpora import ingest_tiny_newsgroups
 
-    folder = tmp_path_factory.mktemp("corpus")
-    archive = _tiny_archive(folder / "20news-bydate.tar.gz")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sources.FILE_PINS, "20newsgroups",
-                      {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
-        ingest("20newsgroups", folder / "prepared", source=str(archive), validation_fraction=0.34,
-               vocabulary_size=4)
-    return folder / "prepared"
+    return ingest_tiny_newsgroups(tmp_path_factory.mktemp("corpus"), validation_fraction=0.34, vocabulary_size=4)
 
 
 @pytest.fixture(scope="module")
 def characters(tmp_path_factory):
     """The tiny 20 Newsgroups-layout archive as byte sequences (ingest.representation: chars)."""
-    from components.data import sources
-    from components.io import file_sha256
-    from tests.test_corpora import _tiny_archive
+    from tests.test_corpora import ingest_tiny_newsgroups
 
-    folder = tmp_path_factory.mktemp("characters")
-    archive = _tiny_archive(folder / "20news-bydate.tar.gz")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sources.FILE_PINS, "20newsgroups",
-                      {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
-        ingest("20newsgroups", folder / "prepared", source=str(archive), validation_fraction=0.34,
-               representation="chars")
-    return folder / "prepared"
+    return ingest_tiny_newsgroups(tmp_path_factory.mktemp("characters"), validation_fraction=0.34,
+                                  representation="chars")
 
 
 def tiny_params(family: str, **overrides):

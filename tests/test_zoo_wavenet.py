@@ -124,18 +124,12 @@ def test_bad_inputs_are_one_line():
 def test_stage_train_wavenet_on_characters_and_refusing_images(workdir, in_process, capsys):
     """train@wavenet on a tiny character ingest writes its checkpoint, bits per character of
     the test stream and a picture of sampled text; on images it stops in one line (exit 2)."""
-    from components.data import ingest, sources
-    from components.io import file_sha256
+    from components.data import ingest
     from pipelines import train
     from tests.conftest import write_params
-    from tests.test_corpora import _tiny_archive
+    from tests.test_corpora import ingest_tiny_newsgroups
 
-    archive = _tiny_archive(workdir / "20news-bydate.tar.gz")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(sources.FILE_PINS, "20newsgroups",
-                      {"20news-bydate.tar.gz": sources.FilePin("http://x/", file_sha256(archive))})
-        ingest("20newsgroups", workdir / "data/prepared", source=str(archive), validation_fraction=0.34,
-               representation="chars")
+    ingest_tiny_newsgroups(workdir / "data", validation_fraction=0.34, representation="chars")
     tiny = {"channels": 4, "skip_channels": 4, "head": 0, "blocks": 1, "layers": 2, "window": 16, "steps": 2,
             "batch_size": 2, "epochs": 1}
     params = write_params(workdir, {"zoo": {"families": ["wavenet"]}, "wavenet": tiny})

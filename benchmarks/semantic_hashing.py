@@ -44,7 +44,9 @@ from components.models.autoencoder import DeepAutoencoder
 from components.retrieval import binarize, fit_thresholds, pack_bits
 from components.retrieval.compare import baseline_vectors, compare_methods
 from components.retrieval.evaluation import label_matrix
+from components.retrieval.spectral import spectral_targets
 from components.training.finetune import make_optimizer as finetune_optimizer
+from components.training.finetune import neighbour_epoch
 from components.training.finetune import train_epoch as finetune_epoch
 from components.training.pretrain import build_layer, make_optimizer, train_epoch
 
@@ -83,20 +85,27 @@ def cached_layers(args, params: dict):
 
 
 def finetune(layers, data: torch.Tensor, epochs: int, noise: float, seed: int, method: str = "adam",
-             select=None) -> tuple[DeepAutoencoder, int]:
+             select=None, targets: torch.Tensor | None = None) -> tuple[DeepAutoencoder, int]:
     """Fine-tune; with ``select`` (model -> score, higher is better, evaluated before
-    training and after every epoch) return the best-scoring model and its epoch."""
+    training and after every epoch) return the best-scoring model and its epoch.
+    With ``targets`` (N, bits), Adam on the reconstruction plus the neighbourhood
+    targets (``neighbour_epoch``) instead."""
     model = DeepAutoencoder.from_rbms(layers)
     optimizer = finetune_optimizer(model, {"optimizer": method, "lr": 0.001})
     batch_size = 100 if method == "adam" else 1000
     torch.manual_seed(seed)
     best = (select(model.eval()), 0, copy.deepcopy(model.state_dict())) if select else None
-    for epoch in tqdm(range(epochs), desc=f"finetune ({model.code_size} bits)"):
+    what = "finetune" if targets is None else "neighbourhood finetune"
+    for epoch in tqdm(range(epochs), desc=f"{what} ({model.code_size} bits)"):
         model.train()
-        finetune_epoch(model, optimizer, data, batch_size=batch_size, n_batches=len(data) // batch_size,
-                       generator=torch.Generator().manual_seed(seed + epoch), input_units=model.input_units,
-                       code_noise=noise, code_size=model.code_size,
-                       method=None if method == "adam" else method)
+        generator = torch.Generator().manual_seed(seed + epoch)
+        if targets is not None:
+            neighbour_epoch(model, optimizer, data, targets, batch_size=100, generator=generator, code_noise=noise)
+        else:
+            finetune_epoch(model, optimizer, data, batch_size=batch_size, n_batches=len(data) // batch_size,
+                           generator=generator, input_units=model.input_units,
+                           code_noise=noise, code_size=model.code_size,
+                           method=None if method == "adam" else method)
         if select and (score := select(model.eval())) > best[0]:
             best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
     if best is None:
@@ -153,6 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--select", action="store_true",
                         help="keep the fine-tuning epoch (0 = the pretrained net) whose codes give the highest "
                              "precision@100 for the validation documents querying the training documents")
+    parser.add_argument("--neighbours", type=int, default=0,
+                        help="also fine-tune the same pretrained net towards Laplacian-eigenmap targets of the "
+                             "training documents' K-nearest-neighbour TF-IDF graph (components/retrieval/"
+                             "spectral.py), a second 'ours' row; 0: off (default: %(default)s)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the pretrained layers in this folder and reuse them on the next run "
                              "with the same data, epochs, rates and seed")
@@ -184,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
                                             pack_bits(binarize(codes_valid, thresholds)), "hamming")},
                                  labels_valid, labels_train, np.array([100]))
         return float(curves["codes"]["precision"][0])
-    results = {"n_train": len(y_train), "n_test": len(y_test), "epochs": args.epochs,
+    results = {"n_train": len(y_train), "n_test": len(y_test), "epochs": args.epochs, "neighbours": args.neighbours,
                "finetune_epochs": args.finetune_epochs, "code_noise": args.code_noise,
                "optimizer": args.optimizer, "select": args.select, "rows": {}}
     for bits in args.bits:
@@ -197,6 +210,16 @@ def main(argv: list[str] | None = None) -> dict:
         methods = {"semantic hashing": (pack_bits(binarize(codes_train, thresholds)),
                                         pack_bits(binarize(codes_test, thresholds)), "hamming")}
         methods |= baseline_vectors("bow", X_train, X_test, bits, args.seed)
+        if args.neighbours:
+            targets = torch.from_numpy(spectral_targets(X_train, bits, args.neighbours, args.seed))
+            ours, kept_neighbours = finetune([first, second, top], data, args.finetune_epochs, args.code_noise,
+                                             args.seed, "adam", validation_precision if args.select else None,
+                                             targets)
+            with torch.no_grad():
+                ours_train, ours_test = ours.encode(data).numpy(), ours.encode(torch.from_numpy(X_test)).numpy()
+            ours_thresholds = fit_thresholds(ours_train)
+            methods["semantic hashing + neighbourhood"] = (pack_bits(binarize(ours_train, ours_thresholds)),
+                                                          pack_bits(binarize(ours_test, ours_thresholds)), "hamming")
         kept = {}
         for family in args.peers:
             peer, kept[family] = train_peer(family, bits, data, args.peer_epochs, args.seed,
@@ -210,12 +233,14 @@ def main(argv: list[str] | None = None) -> dict:
         near_binary = float(((codes_train < 0.1) | (codes_train > 0.9)).mean())
         results["rows"][bits] = {name: float(c["precision"][0]) for name, c in curves.items()} | \
             {"codes_within_0.1_of_0_or_1": near_binary, "finetune_epochs_kept": epoch} | \
+            ({"neighbourhood_epochs_kept": kept_neighbours} if args.neighbours else {}) | \
             {f"{family}_epochs_kept": e for family, e in kept.items()}
         print(bits, results["rows"][bits], flush=True)
     results["seconds"] = time.perf_counter() - start
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
-    peers = [family.upper() for family in args.peers]
+    peers = [family.upper() for family in args.peers] + \
+        (["semantic hashing + neighbourhood"] if args.neighbours else [])
     print("| bits | semantic hashing | TF-IDF (all words) | LSA, same dims | LSH, same bits |"
           + "".join(f" {name} |" for name in peers) + "\n|---|---|---|---|---|" + "---|" * len(peers))
     for bits, row in results["rows"].items():

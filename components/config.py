@@ -188,6 +188,10 @@ class FinetuneParams(RayParams):
     # up to 10,000 training rows, and reports/finetune/metrics.json names the kept_epoch; semantic hashing wants it
     stream: bool | str = "auto"  # auto | true | false: as pretrain.stream, for the train and validation splits
     seed: int = 0  # as pretrain.seed
+    neighbours: int = 0  # word counts only; K > 0 also pulls the code layer's inputs towards Laplacian-eigenmap
+    # coordinates of the training documents' K-nearest-neighbour TF-IDF graph (components/retrieval/spectral.py), so
+    # neighbouring documents get nearby codes; one worker, the training split in memory; 0: the paper's objective
+    neighbour_weight: float = 10.0  # weight of that squared error next to the reconstruction loss
 
     def validate(self) -> None:
         _check_ray(self, "finetune")
@@ -196,7 +200,11 @@ class FinetuneParams(RayParams):
         _check_choice("finetune.init", self.init, ("pretrained", "random"))
         _check_choice("finetune.keep", self.keep, ("last", "best_precision"))
         _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
-        _check_not_negative("finetune", self, ("momentum", "code_noise", "seed"))
+        _check_not_negative("finetune", self, ("momentum", "code_noise", "seed", "neighbours", "neighbour_weight"))
+        if self.neighbours and (self.optimizer in ("cg", "lbfgs") or self.num_workers > 1 or self.stream is True):
+            raise DulError(f"finetune.neighbours ({self.neighbours}) trains with adam or sgd on one worker with the "
+                           "training split in memory; set finetune.optimizer: adam, finetune.num_workers: 1 and "
+                           "finetune.stream: auto, or finetune.neighbours: 0")
 
 
 @dataclasses.dataclass(frozen=True)

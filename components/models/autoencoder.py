@@ -101,6 +101,14 @@ class DeepAutoencoder(nn.Module):
     def encode(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) data (raw: gaussian inputs are standardised here) -> (B, code_size) codes;
         ``noise`` (B, code_size) is added to the code layer's input."""
+        x = self.code_inputs(x)
+        if noise is not None:
+            x = x + noise
+        return x if self.code_units == "linear" else torch.sigmoid(x)
+
+    def code_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) raw data -> (B, code_size): the code layer's total input, before its
+        sigmoid (binary codes) and before any code noise."""
         x = self.target(x)
         for i, layer in enumerate(self.encoder):
             if i == 0 and self.input_units == "softmax":  # b_h scaled by the document length N
@@ -108,9 +116,7 @@ class DeepAutoencoder(nn.Module):
             else:
                 z = layer(x)
             x = torch.sigmoid(z) if i < len(self.encoder) - 1 else z
-        if noise is not None:
-            x = x + noise
-        return x if self.code_units == "linear" else torch.sigmoid(x)
+        return x
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         for layer in self.decoder[:-1]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from components.config import FinetuneParams, section_params
-from components.data.stream import Batches, as_batches, open_split, should_stream
+from components.data.stream import Batches, TensorBatches, as_batches, open_split, should_stream
 from components.errors import DulError
 from components.models import registry
 from components.models.autoencoder import DeepAutoencoder
@@ -100,6 +100,45 @@ def train_epoch(model, optimizer, data: Batches | torch.Tensor, *, batch_size: i
     return {"train_loss": loss, "train_squared_error": squared_error}
 
 
+def neighbour_epoch(model: DeepAutoencoder, optimizer: torch.optim.Optimizer, data: torch.Tensor,
+                    targets: torch.Tensor, *, batch_size: int, generator: torch.Generator, code_noise: float,
+                    weight: float = 10.0, scale: float = 2.0, word_dropout: float = 0.3) -> dict[str, float]:
+    """One pass of fine-tuning on the reconstruction loss plus neighbourhood targets.
+
+    ``targets`` (N, code_size) are unit-variance coordinates that keep each
+    training document near its neighbours (``components.retrieval.spectral``);
+    the code layer's inputs are pulled towards ``scale`` times them with
+    ``weight`` * squared error (summed over code units, averaged over the
+    batch), next to the usual reconstruction through noisy codes
+    (N(0, code_noise^2) on the code layer's inputs). ``word_dropout`` drops each
+    input count with that probability in the encoder's input only (the
+    reconstruction's target keeps them): the net must find a document's
+    neighbourhood from part of its words, so it does not memorise the
+    training documents' targets."""
+    if targets.shape != (len(data), model.code_size):
+        raise DulError(f"neighbourhood targets are {tuple(targets.shape)}, the data and codes need "
+                       f"({len(data)}, {model.code_size})")
+    totals = torch.zeros(3, device=data.device)
+    order = torch.randperm(len(data), generator=generator)
+    n_batches = 0
+    for batch in order.split(batch_size):
+        x = data[batch]
+        kept = x if word_dropout <= 0 else x * (torch.rand(x.shape, generator=generator) >= word_dropout).to(x.device)
+        inputs = model.code_inputs(kept)  # (B, code_size)
+        noisy = inputs + code_noise * torch.randn(inputs.shape, generator=generator).to(inputs.device)
+        codes = noisy if model.code_units == "linear" else torch.sigmoid(noisy)
+        losses = reconstruction_losses(model.decode_logits(codes), model.target(x), model.input_units)
+        neighbours = (inputs - scale * targets[batch]).pow(2).sum(dim=1).mean()
+        loss = losses["loss"] + weight * neighbours
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        totals += torch.stack([losses["loss"].detach(), losses["squared_error"], neighbours.detach()])
+        n_batches += 1
+    loss, squared_error_, neighbours = (totals / max(n_batches, 1)).tolist()
+    return {"train_loss": loss, "train_squared_error": squared_error_, "train_neighbour_error": neighbours}
+
+
 @torch.no_grad()
 def squared_error(model: DeepAutoencoder, data: Batches | torch.Tensor, batch_size: int = 1000) -> float:
     """Mean over items of the squared reconstruction error summed over the inputs;
@@ -123,6 +162,7 @@ class FinetuneUnit:
         self.model = _ddp(net, session.device) if session.world > 1 else net
         self.optimizer = make_optimizer(self.model, params)
         self.method = params.optimizer if params.optimizer in METHODS else None
+        self.targets = neighbourhood_targets(net, params, data)
         self.best = None
         if score is not None:
             pretrained = score(net.eval())
@@ -133,6 +173,10 @@ class FinetuneUnit:
     def train_epoch(self, epoch: int, generator: torch.Generator) -> dict[str, float]:
         self.epoch = epoch
         self.net.train()
+        if self.targets is not None:
+            return neighbour_epoch(self.net, self.optimizer, self.data.data, self.targets,
+                                   batch_size=self.params.batch_size, generator=generator,
+                                   code_noise=self.params.code_noise, weight=self.params.neighbour_weight)
         return train_epoch(self.model, self.optimizer, self.data, generator=generator, method=self.method,
                            line_searches=self.params.line_searches, world_size=self.world,
                            input_units=self.net.input_units, code_noise=self.params.code_noise,
@@ -162,6 +206,22 @@ class FinetuneUnit:
 
     def result(self) -> dict:
         return {"model": _cpu_state(self.net), "best": self.best, "params": self.net.hyperparameters}
+
+
+def neighbourhood_targets(net: DeepAutoencoder, params: FinetuneParams, data: Batches) -> torch.Tensor | None:
+    """With ``finetune.neighbours``: the training documents' spectral targets (N, code_size), else None."""
+    if not params.neighbours:
+        return None
+    if net.input_units not in ("poisson", "softmax"):
+        raise DulError(f"finetune.neighbours builds a TF-IDF neighbour graph of word counts, but this stack's "
+                       f"inputs are {net.input_units}; set finetune.neighbours: 0")
+    if not isinstance(data, TensorBatches):
+        raise DulError("finetune.neighbours needs the training split in memory, but it is streamed; "
+                       "set finetune.stream: false")
+    from components.retrieval.spectral import spectral_targets
+
+    counts = data.data.cpu().numpy()
+    return torch.from_numpy(spectral_targets(counts, net.code_size, params.neighbours, params.seed)).to(data.device)
 
 
 def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -1,0 +1,71 @@
+"""Neighbourhood targets for document codes: Laplacian eigenmaps of a k-nearest-neighbour graph.
+
+Self-taught hashing (Zhang, Zhang, Cai & Lu, SIGIR 2010) and spectral hashing
+(Weiss, Torralba & Fergus, NIPS 2008) give documents codes that keep their
+nearest neighbours together: connect each training document to its ``k``
+most similar ones (TF-IDF cosine), and take the leading non-constant
+eigenvectors of the graph's normalised adjacency, D^-1/2 W D^-1/2, as
+coordinates. Codes that follow them put documents of one dense region (in
+20 Newsgroups, mostly one newsgroup) at small Hamming distances, which word
+reconstruction alone does not do.
+
+``spectral_targets`` gives those coordinates for the training documents; the
+semantic-hashing net is then fine-tuned to predict them from the words
+(``components.training.finetune.neighbour_epoch``), so a new document gets its
+code from the net, not from the graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse
+from scipy.sparse.linalg import eigsh
+
+from components.errors import DulError
+from components.retrieval import baselines
+
+
+def knn_graph(vectors: scipy.sparse.csr_matrix, neighbours: int, block: int = 2048) -> scipy.sparse.csr_matrix:
+    """Symmetric (N, N) graph of cosine similarities: i and j are joined when either
+    is among the other's ``neighbours`` most similar rows of ``vectors`` (L2-normalised,
+    (N, V)), self excluded. Built ``block`` rows at a time, so memory is O(block * N)."""
+    n = vectors.shape[0]
+    if not 1 <= neighbours < n:
+        raise DulError(f"neighbours must be between 1 and the number of documents - 1 ({n - 1}), got {neighbours}")
+    rows, cols, weights = [], [], []
+    transposed = vectors.T.tocsc()
+    for start in range(0, n, block):
+        similarity = (vectors[start:start + block] @ transposed).toarray()  # (b, N)
+        local = np.arange(len(similarity))
+        similarity[local, start + local] = -np.inf  # not its own neighbour
+        nearest = np.argpartition(-similarity, neighbours - 1, axis=1)[:, :neighbours]  # (b, k)
+        rows.append(np.repeat(start + local, neighbours))
+        cols.append(nearest.ravel())
+        weights.append(np.maximum(np.take_along_axis(similarity, nearest, 1).ravel(), 0.0))
+    graph = scipy.sparse.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+                                    shape=(n, n))
+    return graph.maximum(graph.T).tocsr()
+
+
+def spectral_targets(train_counts, dimensions: int, neighbours: int = 50, seed: int = 0) -> np.ndarray:
+    """(N, dimensions) float32: the leading non-constant eigenvectors of the
+    normalised TF-IDF k-nearest-neighbour graph of the training counts (N, V),
+    as random-walk coordinates D^-1/2 u, each scaled to unit variance."""
+    counts = scipy.sparse.csr_matrix(train_counts, dtype=np.float32)
+    n = counts.shape[0]
+    if not 1 <= dimensions < n - 1:
+        raise DulError(f"spectral targets need fewer dimensions than documents - 1 ({n - 1}), got {dimensions}")
+    (vectors,) = baselines.tfidf(counts)
+    graph = knn_graph(vectors, neighbours)
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    if (degree <= 0).any():
+        raise DulError(f"{int((degree <= 0).sum())} documents share no word with any other; "
+                       "drop empty documents before building neighbourhood targets")
+    scale = scipy.sparse.diags(1.0 / np.sqrt(degree))
+    start = np.random.default_rng(seed).standard_normal(n)  # eigsh's start vector: the same eigenvectors every run
+    values, vectors = eigsh(scale @ graph @ scale, k=dimensions + 1, which="LA", v0=start)
+    order = np.argsort(-values)[1:]  # drop the top eigenvector (degree^1/2: constant coordinates)
+    coordinates = scale @ vectors[:, order]
+    coordinates /= coordinates.std(axis=0, keepdims=True)
+    signs = np.sign(coordinates[np.abs(coordinates).argmax(axis=0), np.arange(dimensions)])  # eigsh's sign is arbitrary
+    return (coordinates * signs).astype(np.float32)

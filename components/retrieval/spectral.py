@@ -25,7 +25,7 @@ from components.errors import DulError
 from components.retrieval import baselines
 
 
-def knn_graph(vectors: scipy.sparse.csr_matrix, neighbours: int, block: int = 2048) -> scipy.sparse.csr_matrix:
+def knn_graph(vectors: scipy.sparse.csr_matrix, neighbours: int, block: int = 1024) -> scipy.sparse.csr_matrix:
     """Symmetric (N, N) graph of cosine similarities: i and j are joined when either
     is among the other's ``neighbours`` most similar rows of ``vectors`` (L2-normalised,
     (N, V)), self excluded. Built ``block`` rows at a time, so memory is O(block * N)."""

@@ -3,7 +3,7 @@
 Self-taught hashing (Zhang, Zhang, Cai & Lu, SIGIR 2010) and spectral hashing
 (Weiss, Torralba & Fergus, NIPS 2008) give documents codes that keep their
 nearest neighbours together: connect each training document to its ``k``
-most similar ones (TF-IDF cosine), and take the leading non-constant
+most similar ones (cosine of TF-IDF with sublinear term frequencies), and take the leading non-constant
 eigenvectors of the graph's normalised adjacency, D^-1/2 W D^-1/2, as
 coordinates. Codes that follow them put documents of one dense region (in
 20 Newsgroups, mostly one newsgroup) at small Hamming distances, which word
@@ -49,12 +49,16 @@ def knn_graph(vectors: scipy.sparse.csr_matrix, neighbours: int, block: int = 10
 
 def spectral_targets(train_counts, dimensions: int, neighbours: int = 50, seed: int = 0) -> np.ndarray:
     """(N, dimensions) float32: the leading non-constant eigenvectors of the
-    normalised TF-IDF k-nearest-neighbour graph of the training counts (N, V),
+    normalised k-nearest-neighbour graph of the training counts (N, V), cosine of
+    their TF-IDF vectors with log(1 + tf),
     as random-walk coordinates D^-1/2 u, each scaled to unit variance."""
     counts = scipy.sparse.csr_matrix(train_counts, dtype=np.float32)
     n = counts.shape[0]
     if not 1 <= dimensions < n - 1:
         raise DulError(f"spectral targets need fewer dimensions than documents - 1 ({n - 1}), got {dimensions}")
+    # sublinear tf, chosen on the vdsh protocol's validation posts: 32-bit targets given to each validation post
+    # from its 25 nearest training posts retrieve with precision@100 0.469, against 0.418 from raw counts
+    counts.data = np.log1p(counts.data)
     (vectors,) = baselines.tfidf(counts)
     graph = knn_graph(vectors, neighbours)
     degree = np.asarray(graph.sum(axis=1)).ravel()

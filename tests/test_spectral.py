@@ -61,11 +61,18 @@ def test_spectral_targets_reject_sizes_the_corpus_cannot_give(dimensions, neighb
         spectral_targets(counts, dimensions, neighbours)
 
 
-def test_spectral_targets_name_documents_without_neighbours():
-    counts, _ = two_topics()
-    counts[3] = 0  # an empty document is nobody's neighbour with a positive weight
-    with pytest.raises(DulError, match="1 documents share no word.*drop empty documents"):
-        spectral_targets(counts, 2, neighbours=5)
+def test_documents_without_neighbours_get_the_centre_and_leave_the_others_alone():
+    counts, labels = two_topics()
+    counts[3] = 0  # an empty document (bydate with a 2,000-word vocabulary has 23) has no neighbour
+    targets = spectral_targets(counts, 2, neighbours=5)
+    assert (targets[3] == 0).all()
+    others = np.delete(targets[:, 0], 3)
+    kept = np.delete(labels, 3)
+    assert len(set(np.sign(others[kept == 0]))) == 1 and len(set(np.sign(others[kept == 1]))) == 1
+    assert np.sign(others[kept == 0][0]) != np.sign(others[kept == 1][0])
+    counts[4:] = 0  # three documents left with words (row 3 is empty): too few for 2 dimensions
+    with pytest.raises(DulError, match="only 3 of 60 documents share a word with another"):
+        spectral_targets(counts, 2, neighbours=3)
 
 
 def test_neighbour_fine_tuning_pulls_the_codes_towards_the_targets():

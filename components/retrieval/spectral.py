@@ -51,7 +51,8 @@ def spectral_targets(train_counts, dimensions: int, neighbours: int = 50, seed: 
     """(N, dimensions) float32: the leading non-constant eigenvectors of the
     normalised k-nearest-neighbour graph of the training counts (N, V), cosine of
     their TF-IDF vectors with log(1 + tf),
-    as random-walk coordinates D^-1/2 u, each scaled to unit variance."""
+    as random-walk coordinates D^-1/2 u, each scaled to unit variance over the documents
+    that have neighbours; a document without any (no word shared with another) gets 0."""
     counts = scipy.sparse.csr_matrix(train_counts, dtype=np.float32)
     n = counts.shape[0]
     if not 1 <= dimensions < n - 1:
@@ -62,14 +63,19 @@ def spectral_targets(train_counts, dimensions: int, neighbours: int = 50, seed: 
     (vectors,) = baselines.tfidf(counts)
     graph = knn_graph(vectors, neighbours)
     degree = np.asarray(graph.sum(axis=1)).ravel()
-    if (degree <= 0).any():
-        raise DulError(f"{int((degree <= 0).sum())} documents share no word with any other; "
-                       "drop empty documents before building neighbourhood targets")
+    # a document with no word in the vocabulary (bydate has some) or none shared with another has no
+    # neighbourhood to keep: it gets the centre, 0, and the graph is the other documents'
+    linked = degree > 0
+    if linked.sum() < dimensions + 2:
+        raise DulError(f"only {int(linked.sum())} of {n} documents share a word with another: too few for "
+                       f"{dimensions} spectral dimensions; lower the code size or use more documents")
+    graph, degree = graph[linked][:, linked], degree[linked]
     scale = scipy.sparse.diags(1.0 / np.sqrt(degree))
-    start = np.random.default_rng(seed).standard_normal(n)  # eigsh's start vector: the same eigenvectors every run
+    start = np.random.default_rng(seed).standard_normal(len(degree))  # eigsh's start: the same eigenvectors every run
     values, vectors = eigsh(scale @ graph @ scale, k=dimensions + 1, which="LA", v0=start)
     order = np.argsort(-values)[1:]  # drop the top eigenvector (degree^1/2: constant coordinates)
-    coordinates = scale @ vectors[:, order]
-    coordinates /= coordinates.std(axis=0, keepdims=True)
+    coordinates = np.zeros((n, dimensions))
+    coordinates[linked] = scale @ vectors[:, order]
+    coordinates /= coordinates[linked].std(axis=0, keepdims=True)
     signs = np.sign(coordinates[np.abs(coordinates).argmax(axis=0), np.arange(dimensions)])  # eigsh's sign is arbitrary
     return (coordinates * signs).astype(np.float32)

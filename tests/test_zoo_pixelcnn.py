@@ -76,6 +76,16 @@ def test_the_likelihood_is_the_chain_rule_of_its_conditionals(gated):
     assert torch.allclose(model.log_prob(x), total, atol=1e-9)
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_row_r_has_the_same_logits_with_the_rows_below_cut_off(gated):
+    """What sampling relies on to skip the rows not drawn yet."""
+    model = random_net(gated)
+    x = torch.rand(3, 1, *SHAPE, dtype=torch.float64)
+    full = model.logits(x)
+    for r in range(SHAPE[0]):
+        assert torch.allclose(model.logits(x[:, :, :r + 1])[:, :, r], full[:, :, r], atol=1e-12), r
+
+
 def test_a_two_pixel_model_samples_its_own_distribution():
     """On 1x2 images the exact p(x) of all 4 values; 4000 samples' frequencies match it."""
     torch.manual_seed(0)

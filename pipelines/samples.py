@@ -7,7 +7,8 @@ from once more with the same seed, so that every family is scored on binary
 images, as the zoo's data is. They are compared with the first ``n`` test
 items (binarized by the zoo's protocol) in the features of the scorer
 (models/scorer.pt, stage scorer): Fréchet distance, kernel distance (KID,
-with its spread over subsets), precision and recall, and, for older papers'
+with its spread over subsets), precision and recall, density and coverage
+(Naeem et al. 2020), and, for older papers'
 sake only, a Parzen-window log-likelihood in pixel space (sigma chosen on
 validation items; unreliable, Theis et al. 2016: components/evaluation/sample_scores.py).
 
@@ -18,11 +19,13 @@ independent pixels at the training mean (a floor). A family far below
 real-data or above mean-image on Fréchet and KID points at the score, not
 the family. Precision alone is fooled by such averages: blurry or
 mean-like samples fall inside the real manifold's balls (Kynkäänniemi et al.
-pair it with recall for that reason).
+pair it with recall for that reason), and so can density, both measures of
+fidelity only. The table ends with that check, column by column: where
+real-data is not the best row or mean-image not the worst, it says so.
 
 Writes reports/zoo/samples.json (one row per sampler and the two sanity
 rows, best Fréchet distance first: ``family``, ``frechet``, ``kid``,
-``kid_std``, ``precision``, ``recall``, ``parzen_ll``, ``parzen_stderr``,
+``kid_std``, ``precision``, ``recall``, ``density``, ``coverage``, ``parzen_ll``, ``parzen_stderr``,
 ``parzen_sigma``, ``samples``, ``seed``), samples.md and samples.csv (for
 DVC's bar plot).
 """
@@ -40,6 +43,7 @@ from components.config import SamplesParams, as_dict, load_params
 from components.data import item_shape, read_card
 from components.data.binarize import split_inputs
 from components.evaluation.sample_scores import (
+    density_coverage,
     frechet_distance,
     kernel_distance,
     parzen_window,
@@ -77,7 +81,8 @@ def work(params: SamplesParams) -> None:
             row = {"family": name, **_scores(scorer, real_features, drawn, valid, real[:PARZEN_ITEMS], params),
                    "samples": n, "seed": params.seed, "sample_seconds": round(seconds, 1)}
             print(f"samples: {name}: Fréchet {row['frechet']:.2f}, KID {row['kid']:.4f}, precision "
-                  f"{row['precision']:.3f}, recall {row['recall']:.3f}", flush=True)
+                  f"{row['precision']:.3f}, recall {row['recall']:.3f}, density {row['density']:.3f}, coverage "
+                  f"{row['coverage']:.3f}", flush=True)
             rows.append(row)
         rows.sort(key=lambda r: r["frechet"])
         write_json(REPORTS / "samples.json", rows)
@@ -113,8 +118,32 @@ def _scores(scorer: ScorerNet, real_features: np.ndarray, drawn: np.ndarray, val
     features = scorer.embed(drawn)
     kid, kid_std = kernel_distance(real_features, features, subsets=params.kid_subsets, seed=params.seed)
     precision, recall = precision_recall(real_features, features)
+    density, coverage = density_coverage(real_features, features)
     return {"frechet": frechet_distance(real_features, features), "kid": kid, "kid_std": kid_std,
-            "precision": precision, "recall": recall, **parzen_window(drawn, valid, test)}
+            "precision": precision, "recall": recall, "density": density, "coverage": coverage,
+            **parzen_window(drawn, valid, test)}
+
+
+# column: (its name in the table, whether higher is better)
+COLUMNS = {"frechet": ("Fréchet", False), "kid": ("KID", False), "precision": ("precision", True),
+           "recall": ("recall", True), "density": ("density", True), "coverage": ("coverage", True)}
+
+
+def sanity(rows: list[dict]) -> dict[str, list[str]]:
+    """For each column, what breaks the frame: 'real-data' if a family scores better than the real items,
+    'mean-image' if a family scores worse than the mean image (ties count as passing)."""
+    by_name = {r["family"]: r for r in rows}
+    failures = {}
+    for column, (_, higher) in COLUMNS.items():
+        sign = 1 if higher else -1
+        others = [sign * r[column] for r in rows if r["family"] not in ("real-data", "mean-image")]
+        broken = []
+        if "real-data" in by_name and others and max(others) > sign * by_name["real-data"][column]:
+            broken.append("real-data")
+        if "mean-image" in by_name and others and min(others) < sign * by_name["mean-image"][column]:
+            broken.append("mean-image")
+        failures[column] = broken
+    return failures
 
 
 def markdown_table(rows: list[dict], n: int, params: SamplesParams, accuracy: float | None) -> str:
@@ -122,12 +151,25 @@ def markdown_table(rows: list[dict], n: int, params: SamplesParams, accuracy: fl
     lines = [(f"{n} samples per row (seed {params.seed}) against {n} binarized test items, in {scorer}. "
              "Fréchet and KID: lower is better; precision and recall: higher. real-data and mean-image are the "
              "ceiling and the floor."), "",
-             "| family | Fréchet | KID (± std) | precision | recall | Parzen LL, nats (unreliable) |",
-             "|---|---|---|---|---|---|"]
+             "| family | Fréchet | KID (± std) | precision | recall | density | coverage | "
+             "Parzen LL, nats (unreliable) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['family']} | {r['frechet']:.2f} | {r['kid']:.4f} ± {r['kid_std']:.4f} | "
-                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['parzen_ll']:.1f} ± {r['parzen_stderr']:.1f} |")
-    lines += ["", ("The Parzen-window log-likelihood (sigma chosen on validation items) is shown only to set figures "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | "
+                     f"{r['parzen_ll']:.1f} ± {r['parzen_stderr']:.1f} |")
+    failures = sanity(rows)
+    passing = [COLUMNS[c][0] for c, broken in failures.items() if not broken]
+    check = [f"Sanity check (real-data the best row, mean-image the worst): holds for {', '.join(passing) or 'no column'}."]
+    for column, broken in failures.items():
+        for which in broken:
+            where = "a family beats the real items" if which == "real-data" else "a family scores below the mean image"
+            check.append(f"It fails for {COLUMNS[column][0]}: {where}.")
+    lines += ["", " ".join(check), "",
+              ("Density and coverage (Naeem et al. 2020, k = 5) use the real items' balls only. Precision and "
+               "density measure fidelity alone, so average-looking samples can score well on them; Fréchet, KID, "
+               "recall and coverage also see what is missing."), "",
+              ("The Parzen-window log-likelihood (sigma chosen on validation items) is shown only to set figures "
               "beside older papers': it ranks models unreliably (Theis, van den Oord & Bethge 2016).")]
     return "\n".join(lines) + "\n"
 

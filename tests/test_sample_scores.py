@@ -10,6 +10,7 @@ from scipy.stats import multivariate_normal
 
 from components.errors import DulError
 from components.evaluation.sample_scores import (
+    density_coverage,
     frechet_distance,
     kernel_distance,
     parzen_log_likelihood,
@@ -48,6 +49,28 @@ def test_precision_and_recall_tell_mode_collapse_from_junk():
     assert precision_recall(real, real) == (1.0, 1.0)
 
 
+def test_density_and_coverage_of_the_real_items_themselves_and_of_a_collapsed_set():
+    rng = np.random.default_rng(6)
+    real = np.concatenate([rng.normal(-5, 1, (300, 2)), rng.normal(5, 1, (300, 2))])
+    # each real item lies in its own ball and in the balls of the k items it is among the k nearest of:
+    # sum over balls of (k + 1) members, so density is exactly (k + 1) / k
+    assert density_coverage(real, real, k=5) == pytest.approx((6 / 5, 1.0))
+    density, coverage = density_coverage(real, rng.normal(-5, 1, (600, 2)))
+    assert 0.8 < density < 1.6 and 0.4 < coverage < 0.55  # one mode of two: half the real balls hold a sample
+    assert density_coverage(real, rng.normal(50, 1, (300, 2))) == (0.0, 0.0)
+
+
+def test_one_real_outlier_vouches_for_junk_in_precision_but_not_in_density():
+    """Naeem et al.'s case: a real outlier's k-NN ball is wide enough to hold samples nowhere near the data."""
+    rng = np.random.default_rng(7)
+    real = np.concatenate([rng.normal(0, 1, (500, 2)), [[40.0, 40.0]]])
+    junk = rng.normal(20, 1, (500, 2))  # between the data and the outlier, inside only the outlier's ball
+    precision, _ = precision_recall(real, junk)
+    density, coverage = density_coverage(real, junk)
+    assert precision == 1.0
+    assert density == pytest.approx(1 / 5) and coverage == pytest.approx(1 / len(real))
+
+
 def test_parzen_log_likelihood_is_the_mixture_density():
     rng = np.random.default_rng(3)
     samples, items, sigma = rng.random((5, 3)), rng.random((4, 3)), 0.3
@@ -63,3 +86,5 @@ def test_too_few_or_mismatched_items_are_one_line():
         frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
     with pytest.raises(DulError, match="at least 4 items"):
         precision_recall(np.zeros((3, 2)), np.zeros((9, 2)))
+    with pytest.raises(DulError, match="at least 6 items"):
+        density_coverage(np.zeros((9, 2)), np.zeros((5, 2)))

@@ -33,11 +33,27 @@ def test_the_sample_report_ranks_real_data_first_and_the_mean_image_below_it(wor
     real, floor = rows["real-data"], rows["mean-image"]
     assert real["frechet"] < floor["frechet"] and real["kid"] < floor["kid"]
     assert real["recall"] > floor["recall"]  # precision alone is fooled by mean-like samples (see pipelines/samples)
+    assert real["coverage"] > floor["coverage"] and 0 < real["density"] < 2
     assert real["kid_std"] > 0  # the KID subsets differ
     for name in ("nade", "nade-wide"):
         assert real["frechet"] < rows[name]["frechet"] and 0 <= rows[name]["precision"] <= 1
     table = (workdir / "reports/zoo/samples.md").read_text()
     assert "| real-data |" in table and "unreliable" in table and f"{accuracy['test_accuracy']:.4f}" in table
+    assert "| density | coverage |" in table and "Sanity check (real-data the best row, mean-image the worst)" in table
+
+
+def test_the_sanity_check_names_each_column_a_family_breaks():
+    def row(family, frechet, precision):
+        return {"family": family, "frechet": frechet, "kid": frechet / 10, "precision": precision, "recall": 0.5,
+                "density": 1.0, "coverage": 0.5}
+
+    rows = [row("real-data", 5.0, 0.9), row("mean-image", 300.0, 0.7), row("dcgan", 20.0, 0.6),
+            row("gan", 2.0, 0.95)]
+    failures = samples.sanity(rows)
+    assert failures["precision"] == ["real-data", "mean-image"]  # gan above the real items, dcgan below the floor
+    assert failures["frechet"] == ["real-data"] and failures["kid"] == ["real-data"]
+    assert failures["recall"] == failures["density"] == failures["coverage"] == []  # ties pass
+    assert samples.sanity(rows[:2]) == {column: [] for column in samples.COLUMNS}  # no family: nothing to break
 
 
 def test_too_few_samples_is_one_line():

@@ -18,6 +18,14 @@ test items R, both (n, d):
   nearest neighbour in the set (k = 3); precision is the share of samples
   inside the real manifold, recall the share of real items inside the
   samples' manifold.
+- Density and coverage (Naeem et al. 2020), from the real items' balls only
+  (k = 5): density is the mean number of real balls a sample falls in,
+  divided by k (about 1 for samples like the real items, (k + 1) / k for the
+  real items themselves), so one real outlier's wide ball cannot vouch for
+  many samples as it does in precision; coverage is the share of real items
+  whose ball holds at least one sample, a recall that an average-looking set
+  of samples cannot fake by being spread (it covers only the balls near the
+  average).
 - Parzen-window log-likelihood (Breuleux et al. 2011; Goodfellow et al.
   2014's table) of the real items under an isotropic Gaussian kernel on the
   samples, sigma chosen on validation items. Theis, van den Oord & Bethge
@@ -36,6 +44,7 @@ from components.errors import DulError
 
 KID_SUBSET = 1000  # items per KID subset (Bińkowski et al.'s 1,000)
 NEAREST = 3  # Kynkäänniemi et al.'s k
+NEAREST_DC = 5  # Naeem et al.'s k for density and coverage
 PARZEN_SIGMAS = tuple(np.geomspace(0.05, 2.0, 12).round(4))  # sigma grid for the Parzen window (pixel units)
 
 
@@ -106,6 +115,20 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = NEAREST) -> tu
     precision = _inside(fake, real, _radii(real, k)).mean()
     recall = _inside(real, fake, _radii(fake, k)).mean()
     return float(precision), float(recall)
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = NEAREST_DC,
+                     block: int = 1024) -> tuple[float, float]:
+    """Naeem et al.'s (density, coverage) of ``fake`` against ``real``, features (n, d)."""
+    real, fake = _check(real, fake, least=k + 1)
+    radii = _radii(real, k)
+    balls = 0  # over samples: how many real balls each falls in
+    covered = np.zeros(len(real), dtype=bool)
+    for start in range(0, len(fake), block):
+        inside = np.sqrt(_squared_distances(fake[start:start + block], real)) <= radii[None, :]
+        balls += int(inside.sum())
+        covered |= inside.any(axis=0)
+    return float(balls / (k * len(fake))), float(covered.mean())
 
 
 def parzen_log_likelihood(samples: np.ndarray, items: np.ndarray, sigma: float, block: int = 256) -> np.ndarray:

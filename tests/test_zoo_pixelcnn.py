@@ -77,13 +77,25 @@ def test_the_likelihood_is_the_chain_rule_of_its_conditionals(gated):
 
 
 @pytest.mark.parametrize("gated", [False, True])
-def test_row_r_has_the_same_logits_with_the_rows_below_cut_off(gated):
-    """What sampling relies on to skip the rows not drawn yet."""
-    model = random_net(gated)
-    x = torch.rand(3, 1, *SHAPE, dtype=torch.float64)
+def test_each_pixel_has_the_same_logits_from_its_receptive_window_alone(gated):
+    """What sampling relies on to run the net on a window instead of the image: on 12x12 images with a
+    reach of 3 (plain) or 4 (gated), every pixel's logits from rows r - reach..r and columns c +- reach
+    equal those from the whole image, and a window one smaller changes some."""
+    torch.manual_seed(0)
+    model = PixelCNN((12, 12), gated=gated, channels=8, layers=2, first_kernel=3, kernel=3).double()
+    reach = model.receptive_radius()
+    assert reach == (4 if gated else 3)
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
     full = model.logits(x)
-    for r in range(SHAPE[0]):
-        assert torch.allclose(model.logits(x[:, :, :r + 1])[:, :, r], full[:, :, r], atol=1e-12), r
+
+    def windowed(r: int, c: int, reach: int) -> torch.Tensor:
+        top, left = max(0, r - reach), max(0, c - reach)
+        return model.logits(x[:, :, top:r + 1, left:c + reach + 1])[:, :, r - top, c - left]
+
+    for r in range(12):
+        for c in range(12):
+            assert torch.allclose(windowed(r, c, reach), full[:, :, r, c], atol=1e-12), (r, c)
+    assert not torch.allclose(windowed(11, 6, reach - 1), full[:, :, 11, 6], atol=1e-6)
 
 
 def test_a_two_pixel_model_samples_its_own_distribution():

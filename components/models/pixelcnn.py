@@ -206,6 +206,13 @@ class PixelCNN(Checkpointed, nn.Module):
             h = h + block["mix"](F.relu(block["masked"](F.relu(h))))
         return self.head(h)
 
+    def receptive_radius(self) -> int:
+        """How far, in rows up and in columns either way, an output pixel's logits reach into the image:
+        each layer's kernel adds its half-width; in the gated stacks the vertical stack reaches the horizontal
+        one a row down, one more."""
+        first, later = self.hyperparameters["first_kernel"] // 2, self.hyperparameters["kernel"] // 2
+        return first + self.hyperparameters["layers"] * later + int(self.gated)
+
     def log_prob(self, x: torch.Tensor, samples: int = 1) -> torch.Tensor:
         """Exact log p(x) in nats, (B, D) -> (B,): binary pixels (bernoulli) or intensities in
         [0, 1] read as 8-bit values (categorical); ``samples`` is ignored."""
@@ -228,11 +235,14 @@ class PixelCNN(Checkpointed, nn.Module):
         x = torch.zeros(n, 1, height, width, dtype=weight.dtype, device=weight.device)
         u = torch.rand(n, height * width, generator=generator, device=generator.device if generator else None)
         u = u.to(device=weight.device, dtype=torch.float64)
+        reach = self.receptive_radius()
         for i in range(height * width):
             r, c = divmod(i, width)
-            # row r's outputs see rows <= r only, and every layer pads with zeros: the rows below can be cut
-            # off, which halves the work over a whole image
-            logits = self.logits(x[:, :, :r + 1])[:, :, r, c]  # (n, outputs)
+            # pixel (r, c)'s logits see only the window of rows r - reach..r and columns c +- reach, and every
+            # layer pads with zeros: the net runs on that window, not the image (4-5x less work on 28x28)
+            top, left = max(0, r - reach), max(0, c - reach)
+            window = x[:, :, top:r + 1, left:c + reach + 1]
+            logits = self.logits(window)[:, :, r - top, c - left]  # (n, outputs)
             if self.likelihood == "bernoulli":
                 x[:, 0, r, c] = (u[:, i] < torch.sigmoid(logits[:, 0]).double()).to(x.dtype)
             else:  # inverse CDF of the 256-way softmax

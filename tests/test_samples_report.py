@@ -50,10 +50,15 @@ def test_the_sanity_check_names_each_column_a_family_breaks():
     rows = [row("real-data", 5.0, 0.9), row("mean-image", 300.0, 0.7), row("dcgan", 20.0, 0.6),
             row("gan", 2.0, 0.95)]
     failures = samples.sanity(rows)
-    assert failures["precision"] == ["real-data", "mean-image"]  # gan above the real items, dcgan below the floor
-    assert failures["frechet"] == ["real-data"] and failures["kid"] == ["real-data"]
-    assert failures["recall"] == failures["density"] == failures["coverage"] == []  # ties pass
-    assert samples.sanity(rows[:2]) == {column: [] for column in samples.COLUMNS}  # no family: nothing to break
+    assert failures["precision"] == {"above real-data": ["gan"], "below mean-image": ["dcgan"]}
+    assert failures["frechet"] == failures["kid"] == {"above real-data": ["gan"], "below mean-image": []}
+    for column in ("recall", "density", "coverage"):  # ties pass
+        assert failures[column] == {"above real-data": [], "below mean-image": []}
+    table = samples.markdown_table([{**r, "kid_std": 0.0, "parzen_ll": 0.0, "parzen_stderr": 0.0} for r in rows],
+                                   100, samples.SamplesParams(), None)
+    assert "holds for recall, density, coverage." in table
+    assert "Precision fails it: gan above real-data; dcgan below mean-image." in table
+    assert not any(any(b.values()) for b in samples.sanity(rows[:2]).values())  # no family: nothing to break
 
 
 def test_too_few_samples_is_one_line():

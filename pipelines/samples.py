@@ -36,19 +36,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from components import tracking
 from components.config import SamplesParams, as_dict, load_params
 from components.data import item_shape, read_card
 from components.data.binarize import split_inputs
-from components.evaluation.sample_scores import (
-    density_coverage,
-    frechet_distance,
-    kernel_distance,
-    parzen_window,
-    precision_recall,
-)
+from components.evaluation.sample_scores import binary_samples, score_samples
 from components.evaluation.scorer import ScorerNet, grey_image_shape, halves
 from components.io import write_csv, write_json, write_text
 from components.models import registry
@@ -78,7 +71,8 @@ def work(params: SamplesParams) -> None:
     with tracking.stage_run("samples", config, deps=[DATA, ZOO_MODELS, SCORER]) as mlrun:
         rows = []
         for name, drawn, seconds in _samplers(zoo, params, n, shape):
-            row = {"family": name, **_scores(scorer, real_features, drawn, valid, real[:PARZEN_ITEMS], params),
+            row = {"family": name, **score_samples(scorer.embed, real_features, drawn, valid, real[:PARZEN_ITEMS],
+                                                    params.kid_subsets, params.seed),
                    "samples": n, "seed": params.seed, "sample_seconds": round(seconds, 1)}
             print(f"samples: {name}: Fréchet {row['frechet']:.2f}, KID {row['kid']:.4f}, precision "
                   f"{row['precision']:.3f}, recall {row['recall']:.3f}, density {row['density']:.3f}, coverage "
@@ -105,23 +99,8 @@ def _samplers(zoo, params: SamplesParams, n: int, shape: tuple[int, ...]):
         if not isinstance(model, Sampler):
             continue
         start = time.perf_counter()
-        model.eval()
-        with torch.no_grad():
-            drawn = model.sample(n, torch.Generator().manual_seed(params.seed)).double().cpu().numpy()
-        if not np.isin(drawn, (0.0, 1.0)).all():  # probabilities (a VAE's means): one Bernoulli draw each
-            drawn = np.random.default_rng(params.seed).random(drawn.shape) < np.clip(drawn, 0, 1)
-        yield name, drawn.astype(np.float32), time.perf_counter() - start
-
-
-def _scores(scorer: ScorerNet, real_features: np.ndarray, drawn: np.ndarray, valid: np.ndarray, test: np.ndarray,
-            params: SamplesParams) -> dict:
-    features = scorer.embed(drawn)
-    kid, kid_std = kernel_distance(real_features, features, subsets=params.kid_subsets, seed=params.seed)
-    precision, recall = precision_recall(real_features, features)
-    density, coverage = density_coverage(real_features, features)
-    return {"frechet": frechet_distance(real_features, features), "kid": kid, "kid_std": kid_std,
-            "precision": precision, "recall": recall, "density": density, "coverage": coverage,
-            **parzen_window(drawn, valid, test)}
+        drawn = binary_samples(model, n, params.seed)
+        yield name, drawn, time.perf_counter() - start
 
 
 # column: (its name in the table, whether higher is better)
@@ -147,8 +126,10 @@ def sanity(rows: list[dict]) -> dict[str, dict[str, list[str]]]:
 
 def markdown_table(rows: list[dict], n: int, params: SamplesParams, accuracy: float | None) -> str:
     scorer = f"the scorer's features (test accuracy {accuracy:.4f})" if accuracy is not None else "the scorer's features"
+    lower = " and ".join(name for name, higher in COLUMNS.values() if not higher)
+    higher = ", ".join(name for name, higher in COLUMNS.values() if higher)
     lines = [(f"{n} samples per row (seed {params.seed}) against {n} binarized test items, in {scorer}. "
-             "Fréchet and KID: lower is better; precision and recall: higher. real-data and mean-image are the "
+             f"{lower}: lower is better; {higher}: higher. real-data and mean-image are the "
              "ceiling and the floor."), "",
              "| family | Fréchet | KID (± std) | precision | recall | density | coverage | "
              "Parzen LL, nats (unreliable) |",

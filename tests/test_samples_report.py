@@ -57,6 +57,7 @@ def test_the_sanity_check_names_each_column_a_family_breaks():
     table = samples.markdown_table([{**r, "kid_std": 0.0, "parzen_ll": 0.0, "parzen_stderr": 0.0} for r in rows],
                                    100, samples.SamplesParams(), None)
     assert "holds for recall, density, coverage." in table
+    assert "Fréchet and KID: lower is better; precision, recall, density, coverage: higher." in table
     assert "Precision fails it: gan above real-data; dcgan below mean-image." in table
     assert not any(any(b.values()) for b in samples.sanity(rows[:2]).values())  # no family: nothing to break
 

@@ -150,3 +150,31 @@ def parzen_window(samples: np.ndarray, valid: np.ndarray, test: np.ndarray,
     test_ll = parzen_log_likelihood(samples, test, sigma)
     return {"parzen_ll": float(test_ll.mean()), "parzen_stderr": float(test_ll.std(ddof=1) / math.sqrt(len(test_ll))),
             "parzen_sigma": float(sigma)}
+
+
+def score_samples(embed, real_features: np.ndarray, drawn: np.ndarray, valid: np.ndarray, test: np.ndarray,
+                  kid_subsets: int = 10, seed: int = 0) -> dict[str, float]:
+    """The sample report's row for ``drawn`` (N, D) samples: Fréchet, KID (its std over ``kid_subsets``),
+    precision, recall, density and coverage in the features ``embed(x)`` against ``real_features``
+    (``embed`` of as many test items), and the Parzen-window figures on ``valid`` and ``test`` items."""
+    features = embed(drawn)
+    kid, kid_std = kernel_distance(real_features, features, subsets=kid_subsets, seed=seed)
+    precision, recall = precision_recall(real_features, features)
+    density, coverage = density_coverage(real_features, features)
+    return {"frechet": frechet_distance(real_features, features), "kid": kid, "kid_std": kid_std,
+            "precision": precision, "recall": recall, "density": density, "coverage": coverage,
+            **parzen_window(drawn, valid, test)}
+
+
+def binary_samples(model, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` binary samples (n, D) float32 of a zoo sampler, drawn with a generator seeded ``seed``
+    (on the model's device where it samples there); probabilities (a VAE's means) get one
+    Bernoulli draw each, seeded alike, so every family is scored on binary images."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        drawn = model.sample(n, torch.Generator().manual_seed(seed)).double().cpu().numpy()
+    if not np.isin(drawn, (0.0, 1.0)).all():
+        drawn = np.random.default_rng(seed).random(drawn.shape) < np.clip(drawn, 0, 1)
+    return drawn.astype(np.float32)

@@ -57,8 +57,8 @@ SAMPLE_BYTES = 600
 class KeepBest(loop.LocalSession):
     """The loop in this process, keeping the model of the epoch with the fewest validation bits."""
 
-    def __init__(self):
-        super().__init__(on_epoch=lambda row: print("  " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()),
+    def __init__(self, device: torch.device):
+        super().__init__(device, on_epoch=lambda row: print("  " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()),
                                                     flush=True))
         self.best: dict | None = None
 
@@ -70,14 +70,16 @@ class KeepBest(loop.LocalSession):
         super().save(state, row)
 
 
-def train_wavenet(data: Path, params) -> tuple[torch.nn.Module, dict]:
+def train_wavenet(data: Path, params, device: torch.device) -> tuple[torch.nn.Module, dict]:
     zoo = parse_section("zoo", {"families": ["wavenet"]})
     config = {"family": "wavenet", "data_dir": str(data), "shape": [None], "params": params, "zoo": zoo}
-    session, start = KeepBest(), time.perf_counter()
+    session, start = KeepBest(device), time.perf_counter()
     state = loop.run_in_process(family.family_loop, config, session=session)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     checkpoint = {**state["done"][0], "state_dict": session.best["state_dict"]}
-    model = registry.load(checkpoint)
+    model = registry.load(checkpoint).to(device)
     return model, {"train_seconds": round(seconds, 1), "epoch_kept": session.best["epoch"],
                    "valid_bits_per_char": session.best["valid_bits_per_char"], "history": state["history"]}
 
@@ -106,6 +108,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--orders", type=int, nargs="+", default=[3, 4, 5, 6, 7, 8], help="Kneser-Ney orders tried")
     parser.add_argument("--test-chars", type=int, default=0, help="test bytes scored, in evenly spaced blocks; 0: all")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a busy machine)")
+    parser.add_argument("--device", default="cpu", help="torch device WaveNet trains and scores on (cuda on the GPU "
+                        "machine; Kneser-Ney counts on the CPU) (default: %(default)s)")
+    parser.add_argument("--source", type=Path, default=None, help="the bydate archive or folder (default: the params' "
+                        "ingest.source)")
     parser.add_argument("--out", type=Path, default=REPO / "docs/results/wavenet-20ng.json")
     return parser.parse_args()
 
@@ -114,7 +120,11 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     print(cpu_line(), f"; torch threads {args.threads}; load average {os.getloadavg()[0]:.1f}", flush=True)
     ingest_params, params = load_params("ingest", args.params), load_family_params("wavenet", args.params)
-    source = ingest_params.source if Path(ingest_params.source).is_absolute() else REPO / ingest_params.source
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DulError("--device cuda but torch sees no CUDA device here; pass --device cpu")
+    source = args.source or (ingest_params.source if Path(ingest_params.source).is_absolute()
+                             else REPO / ingest_params.source)
     start = time.perf_counter()
     card = ingest("20newsgroups", args.data, source=str(source), remove=ingest_params.remove, seed=ingest_params.seed,
                   validation_fraction=ingest_params.validation_fraction, representation="chars")
@@ -133,10 +143,10 @@ def run(args: argparse.Namespace) -> dict:
     kn_test = time.perf_counter() - start
 
     print(f"wavenet: {as_dict(params)}", flush=True)
-    model, trained = train_wavenet(args.data, params)
+    model, trained = train_wavenet(args.data, params, device)
     save_torch(args.data.parent / "wavenet.pt", model.to_checkpoint())  # the epoch kept, for registry.load
     start = time.perf_counter()
-    figures = stream_figures(model, torch.from_numpy(test), blocks)
+    figures = stream_figures(model, torch.from_numpy(test).to(device), blocks)
     wavenet_test = time.perf_counter() - start
     scored = np.arange(len(test)) if blocks is None else np.concatenate(
         [np.arange(b * model.block, min((b + 1) * model.block, len(test))) for b in blocks.tolist()])
@@ -164,8 +174,8 @@ def run(args: argparse.Namespace) -> dict:
         "test": {"bytes_scored": int(len(scored)), "bytes_in_split": int(len(test)), "posts": card["splits"]["test"]
                  ["count"], "subset": "all" if blocks is None else f"{len(blocks)} evenly spaced blocks of "
                  f"{model.block} bytes, each with its true context"},
-        "reduced": True,
-        "reduced_what": reduced(params, len(train), args.threads),
+        **({"reduced": True, "reduced_what": reduced(params, len(train), args.threads)} if device.type == "cpu" else
+           {"reduced": False, "device": f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"}),
         "params": {"file": str(args.params.relative_to(REPO)) if args.params.is_relative_to(REPO) else str(args.params),
                    "ingest": as_dict(ingest_params), "wavenet": as_dict(params), "kneser_ney_orders": args.orders},
         "validation_curve": trained["history"],

@@ -1,0 +1,57 @@
+"""benchmarks/wavenet_20ng.py end to end on a tiny bydate archive: the character ingest,
+Kneser-Ney chosen by validation order, a toy WaveNet trained in this process (no Ray),
+both scored on the same test bytes, the JSON with its params; and --source / --device,
+which the GPU machine needs (no ../shared there, the archive is carried)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.test_chars import _pinned
+from tests.test_corpora import _archive
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import wavenet_20ng  # noqa: E402
+
+WORDS = "the disk drive spins and the car engine runs while the wheel turns round".split()
+
+
+def test_the_benchmark_scores_both_models_on_the_same_test_bytes(tmp_path, monkeypatch, one_thread, capsys):
+    posts = {f"20news-bydate-{split}/{group}/{i}": "Subject: s\n\n" + " ".join(
+        WORDS[(i * 7 + j) % len(WORDS)] for j in range(60)) + "\n"
+        for i in range(24) for split, group in [("train" if i < 18 else "test", ("comp.a", "rec.b")[i % 2])]}
+    archive = _archive(tmp_path / "20news-bydate.tar.gz", posts)
+    _pinned(monkeypatch, archive)
+    params = yaml.safe_load((REPO / "docs/results/wavenet-20ng/params.yaml").read_text())
+    params["ingest"]["source"] = "/nowhere/20news-bydate"  # --source wins
+    params["wavenet"] = {"channels": 4, "skip_channels": 4, "head": 8, "blocks": 1, "layers": 3, "epochs": 2,
+                         "steps": 3, "batch_size": 2, "window": 32, "lr": 0.01, "valid_chars": 0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "wavenet.json"
+    monkeypatch.setattr(sys, "argv", ["wavenet_20ng.py", "--params", str(tmp_path / "params.yaml"), "--data",
+                                      str(tmp_path / "prepared"), "--orders", "2", "3", "--source", str(archive),
+                                      "--device", "cpu", "--out", str(out)])
+    assert wavenet_20ng.main() == 0
+    result = json.loads(out.read_text())
+    wavenet, kn = result["rows"]
+    assert wavenet["model"] == "wavenet" and wavenet["receptive_field"] == 9 and wavenet["epoch_kept"] in (1, 2)
+    assert kn["model"] in ("kneser-ney-2", "kneser-ney-3") and set(kn["valid_bits_per_char_by_order"]) == {"2", "3"}
+    assert 0 < kn["bits_per_char"] < 8 and 0 < wavenet["bits_per_char"] < 9
+    assert result["wavenet_beats_kneser_ney"] == (wavenet["bits_per_char"] < kn["bits_per_char"])
+    assert result["test"]["posts"] == 6 and result["test"]["bytes_scored"] == result["test"]["bytes_in_split"]
+    assert result["reduced"] is True and "1 torch thread" in result["reduced_what"]
+    assert result["params"]["wavenet"]["channels"] == 4 and len(result["validation_curve"]) == 2
+    assert (tmp_path / "wavenet.pt").exists()
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(wavenet_20ng.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["wavenet_20ng.py", "--device", "cuda", "--out", str(tmp_path / "w.json")])
+    assert wavenet_20ng.main() == 2
+    assert "--device cuda but torch sees no CUDA device here" in capsys.readouterr().err
+    assert not (tmp_path / "w.json").exists()

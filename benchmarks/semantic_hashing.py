@@ -26,6 +26,9 @@ fine-tuned towards the Laplacian eigenmaps of the training documents' K-NN
 graph (``finetune.neighbours: K``). With ``--select``, the row "ours, chosen on
 validation" is, at each length, whichever of our rows (the paper's objective
 or a K) has the highest validation precision@100; its name is recorded.
+``--neighbour-dimensions D [D ...]`` gives each K one row per D: targets from D
+eigenvectors, the code's other bits following random rotations of them
+(``finetune.neighbour_dimensions``; 0, the default, one eigenvector per bit).
 
 ``--data`` is an ingested 20newsgroups folder (``ingest.dataset:
 20newsgroups``; the pipeline's data/prepared or any ``dul stage ingest``
@@ -157,8 +160,16 @@ def train_peer(family: str, bits: int, data: torch.Tensor, epochs: int, seed: in
 CHOSEN = "ours, chosen on validation"
 
 
-def neighbour_row(k: int) -> str:
-    return f"semantic hashing + neighbourhood (K={k})"
+def neighbour_row(k: int, eigenvectors: int = 0) -> str:
+    return f"semantic hashing + neighbourhood (K={k})" if not eigenvectors else \
+        f"semantic hashing + neighbourhood (K={k}, {eigenvectors} eigenvectors)"
+
+
+def neighbour_settings(neighbours: list[int], dimensions: list[int], bits: int) -> list[tuple[int, int]]:
+    """(K, eigenvectors) of every neighbourhood row at ``bits``: eigenvectors 0 (one per bit) stands for any
+    count of at least ``bits``, so a length gets each distinct setting once."""
+    settings = [(k, d if d < bits else 0) for k in neighbours for d in dimensions]
+    return list(dict.fromkeys(settings))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -179,6 +190,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also fine-tune the same pretrained net towards Laplacian-eigenmap targets of the "
                              "training documents' K-nearest-neighbour TF-IDF graph (components/retrieval/"
                              "spectral.py), one more 'ours' row per K (default: none)")
+    parser.add_argument("--neighbour-dimensions", type=int, nargs="+", default=[0], metavar="D",
+                        help="eigenvectors each neighbourhood row's targets come from (finetune.neighbour_dimensions):"
+                             " 0 one per bit; D below the code's bits: the other bits follow random rotations of "
+                             "D eigenvectors; one row per K and D (default: 0)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the pretrained layers in this folder and reuse them on the next run "
                              "with the same data, epochs, rates and seed")
@@ -190,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.neighbours):
         parser.error(f"--neighbours takes positive K values, got {args.neighbours}")
+    if any(d < 0 for d in args.neighbour_dimensions):
+        parser.error(f"--neighbour-dimensions takes 0 or positive counts, got {args.neighbour_dimensions}")
     X_train, y_train = read_split(args.data, "train")
     X_test, y_test = read_split(args.data, "test")
     X_valid, y_valid = read_split(args.data, "validation")
@@ -213,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  labels_valid, labels_train, np.array([100]))
         return float(curves["codes"]["precision"][0])
     results = {"n_train": len(y_train), "n_test": len(y_test), "epochs": args.epochs, "neighbours": args.neighbours,
+               "neighbour_dimensions": args.neighbour_dimensions,
                "finetune_epochs": args.finetune_epochs, "code_noise": args.code_noise,
                "optimizer": args.optimizer, "select": args.select, "rows": {}}
     for bits in args.bits:
@@ -227,17 +245,17 @@ def main(argv: list[str] | None = None) -> dict:
         methods |= baseline_vectors("bow", X_train, X_test, bits, args.seed)
         ours = {"semantic hashing": model}
         kept_neighbours = {}
-        for k in args.neighbours:
-            targets = torch.from_numpy(spectral_targets(X_train, bits, k, args.seed))
-            net, kept_neighbours[k] = finetune([first, second, top], data, args.finetune_epochs, args.code_noise,
-                                               args.seed, "adam", validation_precision if args.select else None,
-                                               targets)
+        for k, d in neighbour_settings(args.neighbours, args.neighbour_dimensions, bits):
+            targets = torch.from_numpy(spectral_targets(X_train, bits, k, args.seed, eigenvectors=d))
+            net, kept_neighbours[neighbour_row(k, d)] = finetune(
+                [first, second, top], data, args.finetune_epochs, args.code_noise, args.seed, "adam",
+                validation_precision if args.select else None, targets)
             with torch.no_grad():
                 net_train, net_test = net.encode(data).numpy(), net.encode(torch.from_numpy(X_test)).numpy()
             net_thresholds = fit_thresholds(net_train)
-            methods[neighbour_row(k)] = (pack_bits(binarize(net_train, net_thresholds)),
-                                         pack_bits(binarize(net_test, net_thresholds)), "hamming")
-            ours[neighbour_row(k)] = net
+            methods[neighbour_row(k, d)] = (pack_bits(binarize(net_train, net_thresholds)),
+                                            pack_bits(binarize(net_test, net_thresholds)), "hamming")
+            ours[neighbour_row(k, d)] = net
         validation = {name: validation_precision(net) for name, net in ours.items()} if args.select else {}
         kept = {}
         for family in args.peers:
@@ -255,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
         near_binary = float(((codes_train < 0.1) | (codes_train > 0.9)).mean())
         results["rows"][bits] = {name: float(c["precision"][0]) for name, c in curves.items()} | \
             {"codes_within_0.1_of_0_or_1": near_binary, "finetune_epochs_kept": epoch} | \
-            {f"neighbourhood_epochs_kept (K={k})": e for k, e in kept_neighbours.items()} | \
+            {f"epochs_kept ({name})": e for name, e in kept_neighbours.items()} | \
             ({"validation_precision_at_100": validation} if validation else {}) | \
             ({"chosen_on_validation": chosen} if len(validation) > 1 else {}) | \
             {f"{family}_epochs_kept": e for family, e in kept.items()}
@@ -263,13 +281,15 @@ def main(argv: list[str] | None = None) -> dict:
     results["seconds"] = time.perf_counter() - start
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
-    peers = [family.upper() for family in args.peers] + [neighbour_row(k) for k in args.neighbours] + \
+    rows = [neighbour_row(k, d) for bits in results["rows"]
+            for k, d in neighbour_settings(args.neighbours, args.neighbour_dimensions, bits)]
+    peers = [family.upper() for family in args.peers] + list(dict.fromkeys(rows)) + \
         ([CHOSEN] if args.select and args.neighbours else [])
     print("| bits | semantic hashing | TF-IDF (all words) | LSA, same dims | LSH, same bits |"
           + "".join(f" {name} |" for name in peers) + "\n|---|---|---|---|---|" + "---|" * len(peers))
     for bits, row in results["rows"].items():
         print(f"| {bits} | " + " | ".join(f"{value:.3f}" for value in list(row.values())[:4]) + " |"
-              + "".join(f" {row[name]:.3f} |" for name in peers))
+              + "".join(f" {row[name]:.3f} |" if name in row else " – |" for name in peers))
     return results
 
 

@@ -192,6 +192,8 @@ class FinetuneParams(RayParams):
     # coordinates of the training documents' K-nearest-neighbour TF-IDF graph (components/retrieval/spectral.py), so
     # neighbouring documents get nearby codes; one worker, the training split in memory; 0: the paper's objective
     neighbour_weight: float = 10.0  # weight of that squared error next to the reconstruction loss
+    neighbour_dimensions: int = 0  # eigenvectors the targets come from; 0: one per code bit; fewer: every further
+    # bit follows a random rotation of those coordinates (long codes: 32 for 64 or 128 bits, chosen on validation)
 
     def validate(self) -> None:
         _check_ray(self, "finetune")
@@ -200,7 +202,8 @@ class FinetuneParams(RayParams):
         _check_choice("finetune.init", self.init, ("pretrained", "random"))
         _check_choice("finetune.keep", self.keep, ("last", "best_precision"))
         _check_positive("finetune", self, ("epochs", "batch_size", "lr", "line_searches"))
-        _check_not_negative("finetune", self, ("momentum", "code_noise", "seed", "neighbours", "neighbour_weight"))
+        _check_not_negative("finetune", self, ("momentum", "code_noise", "seed", "neighbours", "neighbour_weight",
+                                                "neighbour_dimensions"))
         if self.neighbours and (self.optimizer in ("cg", "lbfgs") or self.num_workers > 1 or self.stream is True):
             raise DulError(f"finetune.neighbours ({self.neighbours}) trains with adam or sgd on one worker with the "
                            "training split in memory; set finetune.optimizer: adam, finetune.num_workers: 1 and "

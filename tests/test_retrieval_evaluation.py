@@ -66,6 +66,47 @@ def test_bad_cutoffs_and_metric():
         retrieval_curves(x, x, labels, labels, "euclid")
     with pytest.raises(ValueError, match="packed uint8 codes"):
         retrieval_curves(x, scipy.sparse.csr_matrix(x), labels, labels, "hamming")
+    with pytest.raises(ValueError, match="ties"):
+        retrieval_curves(x, x, labels, labels, "hamming", ties="first")
+
+
+def test_random_ties_are_the_mean_over_every_order_of_the_database():
+    """ties="random" is exact: the index rule's curves averaged over all 7! orders of a
+    database of 2-bit codes (runs of up to 4 tied documents, multi-label) are the same."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+    bits_d, bits_q = rng.random((7, 2)) > 0.5, rng.random((5, 2)) > 0.5
+    d_labels = label_matrix([list(rng.choice(3, rng.integers(1, 3), replace=False)) for _ in range(7)], 3)
+    q_labels = label_matrix([[0], [1], [2], [0, 2], [1]], 3)
+    cutoffs = np.arange(1, 8)
+    orders = list(itertools.permutations(range(7)))
+    mean = {key: np.mean([retrieval_curves(pack_bits(bits_q), pack_bits(bits_d[list(order)]), q_labels,
+                                           d_labels[list(order)], "hamming", cutoffs)[key] for order in orders], axis=0)
+            for key in ("precision", "recall")}
+    random = retrieval_curves(pack_bits(bits_q), pack_bits(bits_d), q_labels, d_labels, "hamming", cutoffs,
+                              ties="random")
+    index = retrieval_curves(pack_bits(bits_q), pack_bits(bits_d), q_labels, d_labels, "hamming", cutoffs)
+    assert np.allclose(random["precision"], mean["precision"]) and np.allclose(random["recall"], mean["recall"])
+    assert not np.allclose(index["precision"], random["precision"])  # the example does have order-dependent ties
+
+
+def test_random_ties_agree_with_the_index_rule_where_nothing_ties_and_split_a_full_tie_evenly():
+    rng = np.random.default_rng(4)
+    q, d = rng.standard_normal((9, 6)), rng.standard_normal((40, 6))  # real vectors: no two cosines equal
+    ql, dl = label_matrix(rng.integers(0, 3, 9), 3), label_matrix(rng.integers(0, 3, 40), 3)
+    cutoffs = np.array([1, 5, 17, 40])
+    for key in ("precision", "recall"):
+        assert np.allclose(retrieval_curves(q, d, ql, dl, "cosine", cutoffs, ties="random")[key],
+                           retrieval_curves(q, d, ql, dl, "cosine", cutoffs)[key])
+    # one code for everything, the database sorted by label (as ingest stores it): the index rule gives
+    # query 0 label 0's documents first; random ties give every cut-off the label's share, 10 of 40
+    labels = label_matrix(np.repeat(np.arange(4), 10), 4)
+    same = np.zeros((40, 1), np.uint8)
+    index = retrieval_curves(same[:1], same, labels[:1], labels, "hamming", cutoffs)
+    random = retrieval_curves(same[:1], same, labels[:1], labels, "hamming", cutoffs, ties="random")
+    assert np.allclose(index["precision"], [1, 1, 10 / 17, 0.25]) and np.allclose(random["precision"], 0.25)
+    assert np.allclose(random["recall"], cutoffs / 40)
 
 
 def test_baselines_separate_two_topics():

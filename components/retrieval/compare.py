@@ -71,10 +71,13 @@ def _image_baselines(X_train, X_query, bits: int, seed: int) -> dict[str, tuple[
 
 
 def compare_methods(methods: dict[str, tuple[np.ndarray, np.ndarray, str]], query_labels: np.ndarray,
-                    database_labels: np.ndarray, cutoffs: np.ndarray | None = None) -> dict[str, dict]:
-    """name -> {"cutoff", "precision", "recall"} for each (database, queries, metric)."""
+                    database_labels: np.ndarray, cutoffs: np.ndarray | None = None,
+                    ties: str = "index") -> dict[str, dict]:
+    """name -> {"cutoff", "precision", "recall"} for each (database, queries, metric); ``ties``
+    as ``retrieval_curves`` takes it."""
     with one_thread():
-        return {name: retrieval_curves(queries, database, query_labels, database_labels, metric, cutoffs)
+        return {name: retrieval_curves(queries, database, query_labels, database_labels, metric, cutoffs,
+                                       ties=ties)
                 for name, (database, queries, metric) in methods.items()}
 
 

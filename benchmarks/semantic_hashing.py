@@ -30,13 +30,14 @@ or a K) has the highest validation precision@100; its name is recorded.
 eigenvectors, the code's other bits following random rotations of them
 (``finetune.neighbour_dimensions``; 0, the default, one eigenvector per bit).
 
-``--ties random`` orders documents at the same distance at random, in exact
-expectation, for the validation choices and the table (``index``, the
-default and the rule of every stored figure before it: the lower database
-index first, which with a database stored newsgroup by newsgroup favours the
-low newsgroups inside a Hamming ball; see components/retrieval/evaluation.py).
-Each length's results also hold every test row by the other rule
-(``by_other_ties_rule``), so one run shows what the rule moves.
+``--ties`` orders documents at the same distance, for the validation choices
+and the table: ``random`` (the default) in a uniformly random order, in exact
+expectation; ``index`` the lower database index first, the rule of every
+figure stored before it, which with a database stored newsgroup by newsgroup
+favours the low newsgroups inside a Hamming ball (8-bit codes: a ball holds
+hundreds of posts; see components/retrieval/evaluation.py). Each length's
+results also hold every test row by the other rule (``by_other_ties_rule``),
+so one run shows what the rule moves.
 
 ``--data`` is an ingested 20newsgroups folder (``ingest.dataset:
 20newsgroups``; the pipeline's data/prepared or any ``dul stage ingest``
@@ -208,10 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peers", nargs="*", choices=PEERS, default=[],
                         help="also train these zoo families at every length, on the same data (VDSH, NASH)")
     parser.add_argument("--peer-epochs", type=int, default=50, help="epochs of each peer (default: %(default)s)")
-    parser.add_argument("--ties", choices=TIES, default="index",
-                        help="documents at the same distance: 'index' (lower database index first, the stored "
-                             "figures' rule) or 'random' (a uniformly random order, in exact expectation) "
-                             "(default: %(default)s)")
+    parser.add_argument("--ties", choices=TIES, default="random",
+                        help="documents at the same distance: 'random' (a uniformly random order, in exact "
+                             "expectation) or 'index' (lower database index first, the rule of the figures "
+                             "stored before it) (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)

@@ -12,8 +12,8 @@ def test_neighbourhood_rows_per_k_and_eigenvectors_and_the_choice_on_validation(
     two_topic_corpus(tmp_path, n_per_topic=120)
     results = semantic_hashing.main(["--data", str(tmp_path), "--bits", "2", "4", "--epochs", "1",
                                      "--finetune-epochs", "2", "--neighbours", "5", "--neighbour-dimensions", "0",
-                                     "2", "8", "--select", "--ties", "random"])
-    assert results["neighbour_dimensions"] == [0, 2, 8] and results["ties"] == "random"
+                                     "2", "8", "--select"])
+    assert results["neighbour_dimensions"] == [0, 2, 8] and results["ties"] == "random"  # the default
     plain, rotated = "semantic hashing + neighbourhood (K=5)", "semantic hashing + neighbourhood (K=5, 2 eigenvectors)"
     two, four = results["rows"][2], results["rows"][4]
     assert plain in two and rotated not in two  # 2 or 8 eigenvectors for 2 bits: one per bit, the plain row

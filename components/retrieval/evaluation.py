@@ -13,8 +13,8 @@ codes, or cosine similarity between real vectors), and for each cut-off n
 Ties (documents at the same distance) are ordered by one of two rules,
 ``ties=``:
 
-- ``"index"`` (the default, which every stored figure used): the lower
-  database index first. It depends on the database's order, and ingested
+- ``"index"`` (the default: the pipeline's stages use it, as did every
+  figure stored before ``"random"`` existed): the lower database index first. It depends on the database's order, and ingested
   corpora are stored label by label (20 Newsgroups: newsgroup 0's posts
   first), so where a cut-off falls inside a run of ties (short codes: at
   8 bits a Hamming ball holds hundreds of posts) it takes the lowest labels

@@ -23,6 +23,14 @@ For each name of ``--names`` (a family of ``zoo.families`` or a variant of
 OUT/zoo-device.json is rewritten after every name (a run cut short keeps what it
 finished): the device, the torch version, the params file and one row per name.
 
+With ``--checkpoints DIR`` the loop saves its whole state (model, optimizers,
+history) after every epoch to DIR/<name>/state.pt, and a rerun resumes from it,
+so a training longer than one command's limit (10 minutes on the GPU machine)
+runs over several calls. The loop seeds every epoch from (seed, epoch), so the
+resumed epochs draw what an uninterrupted run would; the row's
+``resumed_at_epoch`` says where this call started and ``train_seconds`` counts
+this call's epochs only.
+
     python benchmarks/zoo_device.py --data data/prepared --params docs/results/zoo-fashion-mnist/device-params.yaml \\
         --names pixelcnn gated-pixelcnn dcgan --scorer models/scorer.pt --device cuda --out "$OUT"
 """
@@ -68,13 +76,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train(name: str, data: Path, params_file: Path, zoo, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Train ``name`` on ``device`` through the loop in this process; (the model, its row so far)."""
+def train(name: str, data: Path, params_file: Path, zoo, device: torch.device,
+          checkpoints: Path | None = None) -> tuple[torch.nn.Module, dict]:
+    """Train ``name`` on ``device`` through the loop in this process, resuming from
+    ``checkpoints``/<name>/state.pt where there is one; (the model, its row so far)."""
     kind = zoo.family_of(name)
     params = load_family_params(name, params_file)
     config = {"family": kind, "name": name, "data_dir": str(data), "shape": list(item_shape(read_card(data), data)),
               "params": params, "zoo": zoo}
-    session = loop.LocalSession(device, on_epoch=lambda row: print(
+    folder = checkpoints / name if checkpoints is not None else None
+    resumed, finished = session_epochs(folder)
+    if finished and resumed != params.epochs:
+        raise DulError(f"{folder / 'state.pt'} holds a finished {resumed}-epoch run of {name} but its params say "
+                       f"{params.epochs} epochs: a finished run keeps no optimizer state to go on from; remove "
+                       f"{folder} to train afresh")
+    if resumed:
+        print(f"  {name}: resuming after epoch {resumed} from {folder / 'state.pt'}", flush=True)
+    session = loop.LocalSession(device, folder, on_epoch=lambda row: print(
         f"  {name} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
         flush=True))
     synchronize(device)
@@ -85,7 +103,17 @@ def train(name: str, data: Path, params_file: Path, zoo, device: torch.device) -
     (checkpoint,) = state["done"]
     model = registry.load(checkpoint).to(device)
     return model, {"name": name, "family": kind, "params": as_dict(params), "train_seconds": round(seconds, 1),
+                   **({"resumed_at_epoch": resumed} if resumed else {}),
                    "parameters": family.parameter_count(model), "curve": state["history"], "checkpoint": checkpoint}
+
+
+def session_epochs(folder: Path | None) -> tuple[int, bool]:
+    """(epochs the checkpoint in ``folder`` holds, whether its run finished); (0, False): a fresh start."""
+    path = folder / "state.pt" if folder is not None else None
+    if path is None or not path.exists():
+        return 0, False
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    return len(state["history"]), state["phase"] > 0
 
 
 def measure(model, row: dict, data: Path, zoo, args, out: Path, device: torch.device) -> dict:
@@ -144,10 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", type=Path, default=None, help="the scorer stage's models/scorer.pt for this "
                         "data: score the samples as the samples stage does (default: samples only)")
     parser.add_argument("--out", type=Path, required=True, help="folder for zoo-device.json, models/ and samples/")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="keep each name's training state here "
+                        "after every epoch (DIR/<name>/state.pt) and resume from it on a rerun (default: none)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: %(default)s, this machine's)")
     args = parser.parse_args(argv)
     try:
         if args.samples < 0:
             raise DulError(f"--samples is {args.samples}; give 0 (no samples) or more")
+        if args.threads < 1:
+            raise DulError(f"--threads is {args.threads}; give 1 or more")
+        torch.set_num_threads(args.threads)
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise DulError("--device cuda but torch sees no CUDA device here; pass --device cpu")
@@ -159,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                   "data": read_card(args.data).get("dataset"), "command": " ".join(sys.argv), "rows": []}
         print(report["device"], flush=True)
         for name in args.names:
-            model, row = train(name, args.data, args.params, zoo, device)
+            model, row = train(name, args.data, args.params, zoo, device, args.checkpoints)
             save_torch(args.out / "models" / f"{name}.pt", row.pop("checkpoint"))
             row = measure(model, row, args.data, zoo, args, args.out, device)
             shown = {k: v for k, v in row.items() if k not in ("params", "curve")}

@@ -91,3 +91,51 @@ def test_the_gpu_params_files_parse_and_compare_like_with_like():
     assert load_params("ingest", REPO / "benchmarks/wavenet_device.yaml") == load_params(
         "ingest", REPO / "docs/results/wavenet-20ng/params.yaml")  # the CPU row's data, a larger net
     assert wavenet.channels > 32
+
+
+def test_a_run_resumes_from_its_checkpoints_as_an_uninterrupted_one(toy, one_thread, monkeypatch):
+    """--checkpoints: a 2-epoch run killed after epoch 1 and rerun ends where an uninterrupted
+    one does, bit for bit (the loop seeds each epoch from (seed, epoch); the optimizers' state is kept)."""
+    import torch
+
+    common = ["--names", "pixelcnn", "--samples", "0", "--device", "cpu", "--threads", "1"]
+    assert zoo_device.main([*common, "--out", "whole"]) == 0
+
+    class Killed(Exception):
+        pass
+
+    class KilledAfterOneEpoch(zoo_device.loop.LocalSession):
+        def save(self, state, row):
+            super().save(state, row)
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zoo_device.loop, "LocalSession", KilledAfterOneEpoch)
+        with pytest.raises(Killed):
+            zoo_device.main([*common, "--checkpoints", "ck", "--out", "cut"])
+    assert zoo_device.session_epochs(toy / "ck/pixelcnn") == (1, False)
+    assert not (toy / "cut/zoo-device.json").exists()
+    assert zoo_device.main([*common, "--checkpoints", "ck", "--out", "resumed"]) == 0
+    assert zoo_device.session_epochs(toy / "ck/pixelcnn") == (2, True)
+    whole, resumed = (json.loads((toy / f"{out}/zoo-device.json").read_text())["rows"][0] for out in ("whole", "resumed"))
+    assert "resumed_at_epoch" not in whole and resumed["resumed_at_epoch"] == 1
+    assert resumed["curve"] == whole["curve"] and len(whole["curve"]) == 2
+    assert resumed["nll_nats"] == whole["nll_nats"]
+    a, b = (registry.load(toy / f"{out}/models/pixelcnn.pt").state_dict() for out in ("whole", "resumed"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_a_finished_run_is_not_silently_extended(toy, one_thread, capsys):
+    common = ["--names", "pixelcnn", "--samples", "0", "--device", "cpu", "--checkpoints", "ck"]
+    (toy / "short.yaml").write_text(yaml.safe_dump({**TOY, "pixelcnn": {**TOY["pixelcnn"], "epochs": 1}}))
+    assert zoo_device.main([*common, "--params", "short.yaml", "--out", "short"]) == 0
+    assert zoo_device.main([*common, "--out", "longer"]) == 2
+    assert "holds a finished 1-epoch run of pixelcnn but its params say 2 epochs" in capsys.readouterr().err
+    assert not (toy / "longer").exists()
+    assert zoo_device.main([*common, "--params", "short.yaml", "--out", "again"]) == 0  # the same run: handed back
+
+
+def test_bad_threads_is_one_line(toy, capsys):
+    assert zoo_device.main(["--names", "gan", "--threads", "0", "--out", "out"]) == 2
+    assert "--threads is 0" in capsys.readouterr().err
+    assert not (toy / "out").exists()

@@ -29,7 +29,10 @@ so a training longer than one command's limit (10 minutes on the GPU machine)
 runs over several calls. The loop seeds every epoch from (seed, epoch), so the
 resumed epochs draw what an uninterrupted run would; the row's
 ``resumed_at_epoch`` says where this call started and ``train_seconds`` counts
-this call's epochs only.
+this call's epochs only. DIR/<name>/params.json records the params the state
+was trained with: a rerun with other params (``epochs`` aside) is an error, and
+so is a longer ``epochs`` for a run that finished (it keeps no optimizer state
+to go on from; it is handed back as it is).
 
     python benchmarks/zoo_device.py --data data/prepared --params docs/results/zoo-fashion-mnist/device-params.yaml \\
         --names pixelcnn gated-pixelcnn dcgan --scorer models/scorer.pt --device cuda --out "$OUT"
@@ -86,12 +89,15 @@ def train(name: str, data: Path, params_file: Path, zoo, device: torch.device,
               "params": params, "zoo": zoo}
     folder = checkpoints / name if checkpoints is not None else None
     resumed, finished = session_epochs(folder)
+    if folder is not None:
+        check_same_params(folder, name, as_dict(params), resumed)
     if finished and resumed != params.epochs:
         raise DulError(f"{folder / 'state.pt'} holds a finished {resumed}-epoch run of {name} but its params say "
                        f"{params.epochs} epochs: a finished run keeps no optimizer state to go on from; remove "
                        f"{folder} to train afresh")
     if resumed:
-        print(f"  {name}: resuming after epoch {resumed} from {folder / 'state.pt'}", flush=True)
+        print(f"  {name}: {'finished' if finished else 'resuming after'} epoch {resumed} in {folder / 'state.pt'}",
+              flush=True)
     session = loop.LocalSession(device, folder, on_epoch=lambda row: print(
         f"  {name} " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
         flush=True))
@@ -114,6 +120,20 @@ def session_epochs(folder: Path | None) -> tuple[int, bool]:
         return 0, False
     state = torch.load(path, weights_only=True, map_location="cpu")
     return len(state["history"]), state["phase"] > 0
+
+
+def check_same_params(folder: Path, name: str, params: dict, resumed: int) -> None:
+    """Record ``params`` in folder/params.json, or a one-line DulError where the state there
+    was trained with other params (``epochs`` aside: a cut run may be given more)."""
+    path = folder / "params.json"
+    if resumed and path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in before.keys() | params.keys() if k != "epochs" and before.get(k) != params.get(k))
+        if changed:
+            raise DulError(f"{folder / 'state.pt'} was trained with other params for {name} "
+                           f"({', '.join(f'{k}: {before.get(k)} now {params.get(k)}' for k in changed)}); "
+                           f"give the same params, or remove {folder} to train afresh")
+    write_json(path, params)
 
 
 def measure(model, row: dict, data: Path, zoo, args, out: Path, device: torch.device) -> dict:

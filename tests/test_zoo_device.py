@@ -133,6 +133,10 @@ def test_a_finished_run_is_not_silently_extended(toy, one_thread, capsys):
     assert "holds a finished 1-epoch run of pixelcnn but its params say 2 epochs" in capsys.readouterr().err
     assert not (toy / "longer").exists()
     assert zoo_device.main([*common, "--params", "short.yaml", "--out", "again"]) == 0  # the same run: handed back
+    (toy / "other.yaml").write_text(yaml.safe_dump({**TOY, "pixelcnn": {**TOY["pixelcnn"], "epochs": 1, "lr": 0.01}}))
+    assert zoo_device.main([*common, "--params", "other.yaml", "--out", "other"]) == 2
+    assert "was trained with other params for pixelcnn (lr: 0.001 now 0.01)" in capsys.readouterr().err
+    assert not (toy / "other").exists()
 
 
 def test_bad_threads_is_one_line(toy, capsys):

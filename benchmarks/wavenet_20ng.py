@@ -18,7 +18,10 @@ The test stream is read for nothing else: all of it, or with ``--test-chars``
 evenly spaced blocks of about that many bytes (both models then on the same
 blocks; Kneser-Ney on the whole stream too). Prints the CPU, each epoch, both
 figures, wall times and a sampled text; writes ``--out`` (JSON) and the kept
-WaveNet beside ``--data`` (``wavenet.pt``, a zoo checkpoint).
+WaveNet beside ``--data`` (``wavenet.pt``, a zoo checkpoint). With
+``--checkpoints DIR`` the training state and the best epoch so far are kept in
+DIR after every epoch (as ``zoo_device.py --checkpoints`` does) and a rerun goes
+on from them: a training longer than one GPU call continues in the next.
 
     nice python benchmarks/wavenet_20ng.py [--params docs/results/wavenet-20ng/params.yaml] \\
         [--orders 3 4 5 6 7 8] [--test-chars 0] [--threads 1] [--out docs/results/wavenet-20ng.json]
@@ -38,18 +41,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.config import as_dict, load_family_params, load_params, parse_section
-from components.data import ingest
-from components.data.chars import END, read_stream
-from components.errors import DulError
-from components.evaluation.ngram import choose_order
-from components.io import save_torch, write_json
-from components.models import registry
-from components.training import family, loop
-from components.training.pretrain import cpu_line
-from components.training.sequences import spaced_blocks, stream_figures
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the GPU machine has no editable install of dul
+
+from components.config import as_dict, load_family_params, load_params, parse_section  # noqa: E402
+from components.data import ingest  # noqa: E402
+from components.data.chars import END, read_stream  # noqa: E402
+from components.errors import DulError  # noqa: E402
+from components.evaluation.ngram import choose_order  # noqa: E402
+from components.io import save_torch, write_json  # noqa: E402
+from components.models import registry  # noqa: E402
+from components.training import family, loop  # noqa: E402
+from components.training.pretrain import cpu_line  # noqa: E402
+from components.training.sequences import spaced_blocks, stream_figures  # noqa: E402
+
 SAMPLE_BYTES = 600
 
 
@@ -57,23 +62,39 @@ SAMPLE_BYTES = 600
 class KeepBest(loop.LocalSession):
     """The loop in this process, keeping the model of the epoch with the fewest validation bits."""
 
-    def __init__(self, device: torch.device):
-        super().__init__(device, on_epoch=lambda row: print("  " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()),
-                                                    flush=True))
-        self.best: dict | None = None
+    def __init__(self, device: torch.device, folder: Path | None = None):
+        super().__init__(device, folder, on_epoch=lambda row: print(
+            "  " + "  ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True))
+        best = folder / "best.pt" if folder is not None else None
+        self.best: dict | None = (torch.load(best, weights_only=True, map_location="cpu")
+                                  if best is not None and best.exists() else None)
 
     def save(self, state: dict, row: dict) -> None:
         if row and (self.best is None or row["valid_bits_per_char"] < self.best["valid_bits_per_char"]):
             weights = state["unit"]["model"] if state["unit"] is not None else state["done"][-1]["state_dict"]
             self.best = {"epoch": row["epoch"], "valid_bits_per_char": row["valid_bits_per_char"],
                          "state_dict": copy.deepcopy(weights)}
+            if self.folder is not None:  # before the state: a state on disk never runs ahead of its best
+                save_torch(self.folder / "best.pt", self.best)
         super().save(state, row)
 
 
-def train_wavenet(data: Path, params, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def train_wavenet(data: Path, params, device: torch.device,
+                  checkpoints: Path | None = None) -> tuple[torch.nn.Module, dict]:
     zoo = parse_section("zoo", {"families": ["wavenet"]})
     config = {"family": "wavenet", "data_dir": str(data), "shape": [None], "params": params, "zoo": zoo}
-    session, start = KeepBest(device), time.perf_counter()
+    if checkpoints is not None:
+        from zoo_device import check_same_params, session_epochs  # the GPU script's guard, beside this one
+
+        resumed, finished = session_epochs(checkpoints)
+        check_same_params(checkpoints, "wavenet", as_dict(params), resumed)
+        if finished and resumed != params.epochs:
+            raise DulError(f"{checkpoints / 'state.pt'} holds a finished {resumed}-epoch run but the params say "
+                           f"{params.epochs} epochs; remove {checkpoints} to train afresh")
+        if resumed:
+            print(f"wavenet: {'finished' if finished else 'resuming after'} epoch {resumed} in {checkpoints}",
+                  flush=True)
+    session, start = KeepBest(device, checkpoints), time.perf_counter()
     state = loop.run_in_process(family.family_loop, config, session=session)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -113,6 +134,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--source", type=Path, default=None, help="the bydate archive or folder (default: the params' "
                         "ingest.source)")
     parser.add_argument("--out", type=Path, default=REPO / "docs/results/wavenet-20ng.json")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="keep the training state and the best epoch "
+                        "here after every epoch and go on from them on a rerun (default: none)")
     return parser.parse_args()
 
 
@@ -143,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     kn_test = time.perf_counter() - start
 
     print(f"wavenet: {as_dict(params)}", flush=True)
-    model, trained = train_wavenet(args.data, params, device)
+    model, trained = train_wavenet(args.data, params, device, args.checkpoints)
     save_torch(args.data.parent / "wavenet.pt", model.to_checkpoint())  # the epoch kept, for registry.load
     start = time.perf_counter()
     figures = stream_figures(model, torch.from_numpy(test).to(device), blocks)

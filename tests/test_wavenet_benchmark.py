@@ -55,3 +55,51 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, monkeypatch, capsys):
     assert wavenet_20ng.main() == 2
     assert "--device cuda but torch sees no CUDA device here" in capsys.readouterr().err
     assert not (tmp_path / "w.json").exists()
+
+
+def test_a_cut_training_goes_on_from_its_checkpoints(tmp_path, monkeypatch, one_thread, capsys):
+    """--checkpoints: training killed after epoch 1 and rerun keeps the same best epoch and
+    weights as an uninterrupted run (the GPU machine's calls are 10 minutes each)."""
+    import pytest
+    import torch
+
+    from components.config import load_family_params
+    from components.data import ingest
+
+    def wavenet_params(**changes):
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump({"zoo": {"families": ["wavenet"]}, "wavenet": {
+            "channels": 4, "skip_channels": 4, "head": 8, "blocks": 1, "layers": 3, "epochs": 3, "steps": 3,
+            "batch_size": 2, "window": 32, "lr": 0.01, "valid_chars": 0, **changes}}))
+        return load_family_params("wavenet", tmp_path / "p.yaml")
+
+    posts = {f"20news-bydate-{split}/{group}/{i}": " ".join(WORDS[(i * 5 + j) % len(WORDS)] for j in range(80)) + "\n"
+             for i in range(20) for split, group in [("train" if i < 16 else "test", ("comp.a", "rec.b")[i % 2])]}
+    archive = _archive(tmp_path / "20news-bydate.tar.gz", posts)
+    _pinned(monkeypatch, archive)
+    ingest("20newsgroups", tmp_path / "chars", source=str(archive), representation="chars", validation_fraction=0.25)
+    params = wavenet_params()
+    whole, trained = wavenet_20ng.train_wavenet(tmp_path / "chars", params, torch.device("cpu"))
+
+    class Killed(Exception):
+        pass
+
+    real_save = wavenet_20ng.KeepBest.save
+
+    def killed_after_one_epoch(self, state, row):
+        real_save(self, state, row)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(wavenet_20ng.KeepBest, "save", killed_after_one_epoch)
+        with pytest.raises(Killed):
+            wavenet_20ng.train_wavenet(tmp_path / "chars", params, torch.device("cpu"), tmp_path / "ck")
+    assert (tmp_path / "ck/best.pt").exists() and (tmp_path / "ck/params.json").exists()
+    capsys.readouterr()
+    resumed, again = wavenet_20ng.train_wavenet(tmp_path / "chars", params, torch.device("cpu"), tmp_path / "ck")
+    printed = capsys.readouterr().out
+    assert "wavenet: resuming after epoch 1 in" in printed and printed.count("valid_bits_per_char") == 2
+    assert again["history"] == trained["history"] and again["epoch_kept"] == trained["epoch_kept"]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    with pytest.raises(wavenet_20ng.DulError, match=r"trained with other params for wavenet \(lr: 0.01 now 0.02\)"):
+        wavenet_20ng.train_wavenet(tmp_path / "chars", wavenet_params(lr=0.02), torch.device("cpu"), tmp_path / "ck")

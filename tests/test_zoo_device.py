@@ -117,7 +117,8 @@ def test_a_run_resumes_from_its_checkpoints_as_an_uninterrupted_one(toy, one_thr
     assert not (toy / "cut/zoo-device.json").exists()
     assert zoo_device.main([*common, "--checkpoints", "ck", "--out", "resumed"]) == 0
     assert zoo_device.session_epochs(toy / "ck/pixelcnn") == (2, True)
-    whole, resumed = (json.loads((toy / f"{out}/zoo-device.json").read_text())["rows"][0] for out in ("whole", "resumed"))
+    whole, resumed = (json.loads((toy / f"{out}/zoo-device.json").read_text())["rows"][0]
+                      for out in ("whole", "resumed"))
     assert "resumed_at_epoch" not in whole and resumed["resumed_at_epoch"] == 1
     assert resumed["curve"] == whole["curve"] and len(whole["curve"]) == 2
     assert resumed["nll_nats"] == whole["nll_nats"]

@@ -102,6 +102,61 @@ def test_a_tiny_net_learns_a_repeating_pattern_and_samples_it():
     assert torch.equal(drawn, model.sample(2, torch.Generator().manual_seed(0), length=24, prompt=b"abcabdabc"))
 
 
+def test_lr_decay_lowers_the_rate_linearly_and_a_resumed_optimizer_decays_alike():
+    torch.manual_seed(0)
+    model = WaveNet(channels=4, skip_channels=4, head=0, blocks=1, layers=2, epochs=4, lr_decay=True)
+    (optimizer,) = model.optimizers(parse_dataclass(WaveNet.Params, "wavenet", {"lr": 0.01, "epochs": 4,
+                                                                                  "lr_decay": True}))
+    x = torch.randint(0, V, (2, 16))
+    rates = []
+    for epoch in range(4):
+        model.start_epoch(epoch)
+        model.training_step(x, [optimizer])
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
+    resumed = torch.optim.Adam(model.parameters(), lr=0.01)  # a rerun builds its optimizer afresh, then loads the state
+    resumed.load_state_dict(optimizer.state_dict())
+    model.start_epoch(3)
+    model.training_step(x, [resumed])
+    assert resumed.param_groups[0]["lr"] == pytest.approx(0.0025)
+    constant = WaveNet(channels=4, skip_channels=4, head=0, blocks=1, layers=2)
+    (optimizer,) = constant.optimizers(WaveNet.Params(lr=0.01))
+    constant.start_epoch(3)
+    constant.training_step(x, [optimizer])
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    assert "lr_decay" not in constant.hyperparameters  # a checkpoint of before these options loads unchanged
+    rebuilt = registry.load(model.to_checkpoint())
+    assert rebuilt.lr_decay and rebuilt.epochs == 4
+    with pytest.raises(DulError, match="needs the run's epochs"):
+        WaveNet(lr_decay=True)
+
+
+def test_bfloat16_products_train_near_float32_and_are_refused_where_emulated(monkeypatch):
+    from components.training import pretrain
+
+    x = torch.randint(0, V, (4, 32))
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = WaveNet(channels=8, skip_channels=8, head=16, blocks=1, layers=3, matmul_dtype=dtype)
+        monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+        (optimizer,) = model.optimizers(WaveNet.Params(lr=0.01, matmul_dtype=dtype))
+        figures = model.training_step(x, [optimizer])
+        assert figures["loss"].dtype == torch.float32 and model.out[-1].weight.dtype == torch.float32
+        losses[dtype] = float(figures["loss"])
+        monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx2"})
+        if dtype == "bfloat16":
+            with pytest.raises(DulError, match="wavenet.matmul_dtype: bfloat16 would be slow here: this CPU has "
+                                               "neither AVX-512 BF16 nor AMX"):
+                model.optimizers(WaveNet.Params(matmul_dtype=dtype))
+        else:
+            model.optimizers(WaveNet.Params())  # float32 needs no bf16 units
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], abs=0.02)  # ln 256 = 5.55 nats untrained
+    assert losses["bfloat16"] != losses["float32"]  # the products did run in bfloat16
+    with pytest.raises(DulError, match="wavenet.matmul_dtype is 'float16': use float32 or bfloat16"):
+        parse_dataclass(WaveNet.Params, "wavenet", {"matmul_dtype": "float16"})
+
+
 def test_bad_inputs_are_one_line():
     model = random_net()
     for images, needle in ((torch.rand(2, 1, 8, 8), "float64 tensor of shape \\[2, 1, 8, 8\\] \\(images\\?\\)"),

@@ -21,12 +21,18 @@ import wavenet_20ng  # noqa: E402
 WORDS = "the disk drive spins and the car engine runs while the wheel turns round".split()
 
 
-def test_the_benchmark_scores_both_models_on_the_same_test_bytes(tmp_path, monkeypatch, one_thread, capsys):
+def tiny_archive(tmp_path: Path, monkeypatch) -> Path:
+    """A bydate archive of 24 short posts (18 training, 6 test), pinned as the real one."""
     posts = {f"20news-bydate-{split}/{group}/{i}": "Subject: s\n\n" + " ".join(
         WORDS[(i * 7 + j) % len(WORDS)] for j in range(60)) + "\n"
         for i in range(24) for split, group in [("train" if i < 18 else "test", ("comp.a", "rec.b")[i % 2])]}
     archive = _archive(tmp_path / "20news-bydate.tar.gz", posts)
     _pinned(monkeypatch, archive)
+    return archive
+
+
+def test_the_benchmark_scores_both_models_on_the_same_test_bytes(tmp_path, monkeypatch, one_thread, capsys):
+    archive = tiny_archive(tmp_path, monkeypatch)
     params = yaml.safe_load((REPO / "docs/results/wavenet-20ng/params.yaml").read_text())
     params["ingest"]["source"] = "/nowhere/20news-bydate"  # --source wins
     params["wavenet"] = {"channels": 4, "skip_channels": 4, "head": 8, "blocks": 1, "layers": 3, "epochs": 2,
@@ -103,3 +109,34 @@ def test_a_cut_training_goes_on_from_its_checkpoints(tmp_path, monkeypatch, one_
     assert all(torch.equal(a[key], b[key]) for key in a)
     with pytest.raises(wavenet_20ng.DulError, match=r"trained with other params for wavenet \(lr: 0.01 now 0.02\)"):
         wavenet_20ng.train_wavenet(tmp_path / "chars", wavenet_params(lr=0.02), torch.device("cpu"), tmp_path / "ck")
+
+
+def test_bfloat16_against_float32_side_by_side_and_refused_where_emulated(tmp_path, monkeypatch, one_thread, capsys):
+    import wavenet_bf16
+
+    from components.data import ingest
+    from components.training import pretrain
+
+    ingest("20newsgroups", tmp_path / "prepared", source=str(tiny_archive(tmp_path, monkeypatch)),
+           representation="chars")
+    params = {"zoo": {"families": ["wavenet"]},
+              "wavenet": {"channels": 4, "skip_channels": 4, "head": 8, "blocks": 1, "layers": 3, "batch_size": 2,
+                          "window": 32, "lr": 0.01, "valid_chars": 0, "lr_decay": True}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    argv = ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "prepared"), "--steps", "3",
+            "--threads", "1", "--out", str(tmp_path / "bf16.json")]
+    monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # any CPU runs the arithmetic
+    assert wavenet_bf16.main(argv) == 0
+    result = json.loads((tmp_path / "bf16.json").read_text())
+    bf16, fp32 = result["rows"]
+    assert (bf16["matmul_dtype"], fp32["matmul_dtype"]) == ("bfloat16", "float32")
+    assert 0 < fp32["valid_bits_per_char"] < 9 and bf16["valid_bits_per_char"] != fp32["valid_bits_per_char"]
+    assert result["speed_ratio"] == round(bf16["bytes_per_second"] / fp32["bytes_per_second"], 2)
+    assert result["params"]["wavenet"]["channels"] == 4 and "CPU:" in capsys.readouterr().out
+    (tmp_path / "bf16.json").unlink()
+    monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx", "avx2"})
+    assert wavenet_bf16.main(argv) == 2
+    assert "wavenet.matmul_dtype: bfloat16 would be slow here" in capsys.readouterr().err
+    assert wavenet_bf16.main([*argv[:2], "--data", str(tmp_path / "nowhere"), *argv[4:]]) == 2
+    assert "holds no character ingest" in capsys.readouterr().err
+    assert not (tmp_path / "bf16.json").exists()

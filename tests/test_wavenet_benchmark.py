@@ -112,11 +112,10 @@ def test_a_cut_training_goes_on_from_its_checkpoints(tmp_path, monkeypatch, one_
 
 
 def test_bfloat16_against_float32_side_by_side_and_refused_where_emulated(tmp_path, monkeypatch, one_thread, capsys):
+    import torch
     import wavenet_bf16
 
     from components.data import ingest
-    from components.training import pretrain
-
     ingest("20newsgroups", tmp_path / "prepared", source=str(tiny_archive(tmp_path, monkeypatch)),
            representation="chars")
     params = {"zoo": {"families": ["wavenet"]},
@@ -125,7 +124,7 @@ def test_bfloat16_against_float32_side_by_side_and_refused_where_emulated(tmp_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     argv = ["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "prepared"), "--steps", "3",
             "--threads", "1", "--out", str(tmp_path / "bf16.json")]
-    monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # any CPU runs the arithmetic
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # any CPU runs the arithmetic
     assert wavenet_bf16.main(argv) == 0
     result = json.loads((tmp_path / "bf16.json").read_text())
     bf16, fp32 = result["rows"]
@@ -134,7 +133,8 @@ def test_bfloat16_against_float32_side_by_side_and_refused_where_emulated(tmp_pa
     assert result["speed_ratio"] == round(bf16["bytes_per_second"] / fp32["bytes_per_second"], 2)
     assert result["params"]["wavenet"]["channels"] == 4 and "CPU:" in capsys.readouterr().out
     (tmp_path / "bf16.json").unlink()
-    monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx", "avx2"})
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert wavenet_bf16.main(argv) == 2
     assert "wavenet.matmul_dtype: bfloat16 would be slow here" in capsys.readouterr().err
     assert wavenet_bf16.main([*argv[:2], "--data", str(tmp_path / "nowhere"), *argv[4:]]) == 2

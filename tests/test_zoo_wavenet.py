@@ -132,19 +132,18 @@ def test_lr_decay_lowers_the_rate_linearly_and_a_resumed_optimizer_decays_alike(
 
 
 def test_bfloat16_products_train_near_float32_and_are_refused_where_emulated(monkeypatch):
-    from components.training import pretrain
-
     x = torch.randint(0, V, (4, 32))
     losses = {}
     for dtype in ("float32", "bfloat16"):
         torch.manual_seed(0)
         model = WaveNet(channels=8, skip_channels=8, head=16, blocks=1, layers=3, matmul_dtype=dtype)
-        monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
         (optimizer,) = model.optimizers(WaveNet.Params(lr=0.01, matmul_dtype=dtype))
         figures = model.training_step(x, [optimizer])
         assert figures["loss"].dtype == torch.float32 and model.out[-1].weight.dtype == torch.float32
         losses[dtype] = float(figures["loss"])
-        monkeypatch.setattr(pretrain, "cpu_flags", lambda: {"avx2"})
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         if dtype == "bfloat16":
             with pytest.raises(DulError, match="wavenet.matmul_dtype: bfloat16 would be slow here: this CPU has "
                                                "neither AVX-512 BF16 nor AMX"):

@@ -35,7 +35,7 @@ runs the training step's matrix products in bfloat16 under autocast, the
 weights, Adam's state and every score staying float32: measured 1.6x (32
 channels) and 1.85x (64) the float32 steps a second on one thread of an
 AMD EPYC with AVX-512 BF16, and refused where bf16 products are emulated
-(components/training/pretrain.py: native_bfloat16).
+(``slow_bfloat16``).
 """
 
 from __future__ import annotations
@@ -139,10 +139,7 @@ class WaveNet(Checkpointed, nn.Module):
 
     def optimizers(self, params: SequenceParams) -> list[torch.optim.Optimizer]:
         if self.matmul_dtype == torch.bfloat16:
-            from components.training.pretrain import native_bfloat16  # (not at the top: training imports the zoo)
-
-            device = self.out[-1].weight.device
-            reason = native_bfloat16(device)
+            reason = slow_bfloat16(self.out[-1].weight.device)
             if reason is not None:
                 raise DulError(f"wavenet.matmul_dtype: bfloat16 would be slow here: {reason}; use float32")
         return [torch.optim.Adam(self.parameters(), lr=params.lr)]
@@ -235,6 +232,18 @@ class WaveNet(Checkpointed, nn.Module):
             cdf = torch.softmax(self.logits(context)[:, -1].double(), dim=-1).cumsum(-1)
             x = torch.cat([x, (cdf < u[:, t, None]).sum(-1, keepdim=True).clamp(max=V - 1)], dim=1)
         return x[:, len(prompt):]
+
+
+def slow_bfloat16(device: torch.device) -> str | None:
+    """Why bfloat16 products would be slow on ``device``, or None where it has native bf16
+    units: AVX-512 BF16 or AMX on a CPU (torch's own cpuinfo), a bf16-capable GPU. The rule
+    of pretrain.matmul_dtype (components/training/pretrain.py), which reads /proc/cpuinfo; a
+    family imports no training code, so that its stage depends on its own file only."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else f"GPU {torch.cuda.get_device_name(device)} has no bf16 units"
+    if device.type == "cpu" and not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return "this CPU has neither AVX-512 BF16 nor AMX, so bf16 products are emulated (35x slower measured)"
+    return None
 
 
 def check_bytes(x: torch.Tensor) -> torch.Tensor:

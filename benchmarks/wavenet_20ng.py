@@ -215,8 +215,9 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def main() -> int:
-    args = arguments()
+def write_report(run, args: argparse.Namespace) -> int:
+    """``run(args)``'s result to ``args.out`` (JSON), exit 0; a DulError is one line on stderr,
+    exit 2, nothing written (wavenet_bf16.py's main too)."""
     try:
         result = run(args)
     except DulError as error:
@@ -225,6 +226,10 @@ def main() -> int:
     write_json(args.out, result)
     print(f"-> {args.out}")
     return 0
+
+
+def main() -> int:
+    return write_report(run, arguments())
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ sys.path.insert(0, str(REPO))
 from components.config import as_dict, load_family_params  # noqa: E402
 from components.data.chars import read_stream  # noqa: E402
 from components.errors import DulError  # noqa: E402
-from components.io import write_json  # noqa: E402
 from components.models import registry  # noqa: E402
 from components.training.pretrain import cpu_line  # noqa: E402
 from components.training.sequences import spaced_blocks  # noqa: E402
@@ -112,15 +111,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(argv)
-    try:
-        result = run(args)
-    except DulError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    write_json(args.out, result)
-    print(f"-> {args.out}")
-    return 0
+    from wavenet_20ng import write_report  # beside this script
+
+    return write_report(run, arguments(argv))
 
 
 if __name__ == "__main__":

@@ -21,16 +21,23 @@ figures, wall times and a sampled text; writes ``--out`` (JSON) and the kept
 WaveNet beside ``--data`` (``wavenet.pt``, a zoo checkpoint). With
 ``--checkpoints DIR`` the training state and the best epoch so far are kept in
 DIR after every epoch (as ``zoo_device.py --checkpoints`` does) and a rerun goes
-on from them: a training longer than one GPU call continues in the next.
+on from them: a training longer than one GPU call continues in the next. With
+``--init CHECKPOINT`` (a ``wavenet.pt`` an earlier run kept, of the same
+widths and depth) the training starts from its weights instead of fresh ones,
+with a fresh Adam and the params' rate and schedule: a warm restart, so a
+longer training can be had in two runs, the second's command naming the first's
+checkpoint.
 
     nice python benchmarks/wavenet_20ng.py [--params docs/results/wavenet-20ng/params.yaml] \\
-        [--orders 3 4 5 6 7 8] [--test-chars 0] [--threads 1] [--out docs/results/wavenet-20ng.json]
+        [--orders 3 4 5 6 7 8] [--test-chars 0] [--threads 1] [--out docs/results/wavenet-20ng.json] \\
+        [--checkpoints DIR] [--init wavenet.pt]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import os
 import subprocess
@@ -79,15 +86,55 @@ class KeepBest(loop.LocalSession):
         super().save(state, row)
 
 
-def train_wavenet(data: Path, params, device: torch.device,
-                  checkpoints: Path | None = None) -> tuple[torch.nn.Module, dict]:
+ARCHITECTURE = ("channels", "skip_channels", "head", "blocks", "layers", "kernel")
+
+
+def initial_weights(path: Path, params) -> dict:
+    """The weights of the WaveNet checkpoint at ``path``, or a one-line DulError where it is
+    missing, not a WaveNet, or of other widths or depth than ``params``."""
+    if not path.is_file():
+        raise DulError(f"--init {path}: no such file; give a wavenet.pt an earlier run of this script kept")
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a file that is no checkpoint
+        raise DulError(f"--init {path} is not a torch checkpoint ({type(error).__name__}); give a wavenet.pt") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("family") != "wavenet":
+        family_name = checkpoint.get("family") if isinstance(checkpoint, dict) else None
+        raise DulError(f"--init {path} holds a {family_name or 'non-zoo'} checkpoint, not a wavenet one")
+    held, wanted = checkpoint["params"], as_dict(params)
+    changed = [k for k in ARCHITECTURE if held.get(k) != wanted[k]]
+    if changed:
+        differences = ", ".join(f"{k}: {held.get(k)} there, {wanted[k]} here" for k in changed)
+        raise DulError(f"--init {path} is another net than the params' ({differences}); give its widths and depth "
+                       "in the wavenet section")
+    return checkpoint["state_dict"]
+
+
+def warm_phase(config: dict, weights: dict | None) -> loop.Phase:
+    """The family's training phase, its model starting from ``weights`` where given (a
+    resumed epoch's state replaces them, as it replaces fresh ones)."""
+    phase = family.family_phase(config)
+    if weights is None:
+        return phase
+
+    def build(done: list[dict], session: loop.Session):
+        unit = phase.build(done, session)
+        unit.model.load_state_dict(weights)
+        return unit
+
+    return dataclasses.replace(phase, build=build)
+
+
+def train_wavenet(data: Path, params, device: torch.device, checkpoints: Path | None = None,
+                  init: Path | None = None) -> tuple[torch.nn.Module, dict]:
     zoo = parse_section("zoo", {"families": ["wavenet"]})
     config = {"family": "wavenet", "data_dir": str(data), "shape": [None], "params": params, "zoo": zoo}
+    weights = initial_weights(init, params) if init is not None else None
     if checkpoints is not None:
         from zoo_device import check_same_params, session_epochs  # the GPU script's guard, beside this one
 
         resumed, finished = session_epochs(checkpoints)
-        check_same_params(checkpoints, "wavenet", as_dict(params), resumed)
+        check_same_params(checkpoints, "wavenet", as_dict(params) | ({"init": str(init)} if init else {}), resumed)
         if finished and resumed != params.epochs:
             raise DulError(f"{checkpoints / 'state.pt'} holds a finished {resumed}-epoch run but the params say "
                            f"{params.epochs} epochs; remove {checkpoints} to train afresh")
@@ -95,7 +142,7 @@ def train_wavenet(data: Path, params, device: torch.device,
             print(f"wavenet: {'finished' if finished else 'resuming after'} epoch {resumed} in {checkpoints}",
                   flush=True)
     session, start = KeepBest(device, checkpoints), time.perf_counter()
-    state = loop.run_in_process(family.family_loop, config, session=session)
+    state = loop.train([warm_phase(config, weights)], session, stage="train@wavenet")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -136,6 +183,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "docs/results/wavenet-20ng.json")
     parser.add_argument("--checkpoints", type=Path, default=None, help="keep the training state and the best epoch "
                         "here after every epoch and go on from them on a rerun (default: none)")
+    parser.add_argument("--init", type=Path, default=None, help="start from this wavenet.pt's weights (an earlier "
+                        "run's, same widths and depth) with a fresh Adam and the params' schedule (default: fresh)")
     return parser.parse_args()
 
 
@@ -144,6 +193,8 @@ def run(args: argparse.Namespace) -> dict:
     print(cpu_line(), f"; torch threads {args.threads}; load average {os.getloadavg()[0]:.1f}", flush=True)
     ingest_params, params = load_params("ingest", args.params), load_family_params("wavenet", args.params)
     device = torch.device(args.device)
+    if args.init is not None and args.init.resolve() == (args.data.parent / "wavenet.pt").resolve():
+        raise DulError(f"--init {args.init} is where this run writes the WaveNet it keeps; copy it elsewhere first")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DulError("--device cuda but torch sees no CUDA device here; pass --device cpu")
     source = args.source or (ingest_params.source if Path(ingest_params.source).is_absolute()
@@ -166,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
     kn_test = time.perf_counter() - start
 
     print(f"wavenet: {as_dict(params)}", flush=True)
-    model, trained = train_wavenet(args.data, params, device, args.checkpoints)
+    model, trained = train_wavenet(args.data, params, device, args.checkpoints, args.init)
     save_torch(args.data.parent / "wavenet.pt", model.to_checkpoint())  # the epoch kept, for registry.load
     start = time.perf_counter()
     figures = stream_figures(model, torch.from_numpy(test).to(device), blocks)
@@ -200,7 +251,8 @@ def run(args: argparse.Namespace) -> dict:
         **({"reduced": True, "reduced_what": reduced(params, len(train), args.threads)} if device.type == "cpu" else
            {"reduced": False, "device": f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"}),
         "params": {"file": str(args.params.relative_to(REPO)) if args.params.is_relative_to(REPO) else str(args.params),
-                   "ingest": as_dict(ingest_params), "wavenet": as_dict(params), "kneser_ney_orders": args.orders},
+                   "ingest": as_dict(ingest_params), "wavenet": as_dict(params), "kneser_ney_orders": args.orders,
+                   **({"init": str(args.init)} if args.init else {})},
         "validation_curve": trained["history"],
         "sample": printable(sample),
         "cpu": cpu_line(), "threads": args.threads, "load_average_end": round(os.getloadavg()[0], 1),

@@ -140,3 +140,46 @@ def test_bfloat16_against_float32_side_by_side_and_refused_where_emulated(tmp_pa
     assert wavenet_bf16.main([*argv[:2], "--data", str(tmp_path / "nowhere"), *argv[4:]]) == 2
     assert "holds no character ingest" in capsys.readouterr().err
     assert not (tmp_path / "bf16.json").exists()
+
+
+def test_a_warm_restart_starts_from_the_kept_weights_and_refuses_another_net(tmp_path, monkeypatch, one_thread):
+    """--init: the net starts from an earlier run's kept weights (a rate of 1e-12 leaves them as they
+    were, where a fresh start does not); a checkpoint of other widths, of another family, or none,
+    is one line naming it."""
+    import pytest
+    import torch
+
+    from components.config import load_family_params
+    from components.data import ingest
+    from components.io import save_torch
+
+    def wavenet_params(**changes):
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump({"zoo": {"families": ["wavenet"]}, "wavenet": {
+            "channels": 4, "skip_channels": 4, "head": 8, "blocks": 1, "layers": 3, "epochs": 1, "steps": 3,
+            "batch_size": 2, "window": 32, "lr": 0.01, "valid_chars": 0, **changes}}))
+        return load_family_params("wavenet", tmp_path / "p.yaml")
+
+    archive = tiny_archive(tmp_path, monkeypatch)
+    ingest("20newsgroups", tmp_path / "chars", source=str(archive), representation="chars", validation_fraction=0.25)
+    first, _ = wavenet_20ng.train_wavenet(tmp_path / "chars", wavenet_params(seed=3), torch.device("cpu"))
+    save_torch(tmp_path / "first.pt", first.to_checkpoint())
+    still = wavenet_params(lr=1e-12)
+    warm, trained = wavenet_20ng.train_wavenet(tmp_path / "chars", still, torch.device("cpu"), tmp_path / "ck",
+                                               init=tmp_path / "first.pt")
+    fresh, _ = wavenet_20ng.train_wavenet(tmp_path / "chars", still, torch.device("cpu"))
+    a, b, c = first.state_dict(), warm.state_dict(), fresh.state_dict()
+    assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
+    assert not all(torch.allclose(a[key], c[key], atol=1e-6) for key in a)
+    assert json.loads((tmp_path / "ck/params.json").read_text())["init"] == str(tmp_path / "first.pt")
+
+    with pytest.raises(wavenet_20ng.DulError, match=r"is another net than the params' \(channels: 4 there, 8 here\)"):
+        wavenet_20ng.train_wavenet(tmp_path / "chars", wavenet_params(channels=8), torch.device("cpu"),
+                                   init=tmp_path / "first.pt")
+    save_torch(tmp_path / "made.pt", {"family": "made", "params": {}, "state_dict": {}})
+    with pytest.raises(wavenet_20ng.DulError, match=r"holds a made checkpoint, not a wavenet one"):
+        wavenet_20ng.train_wavenet(tmp_path / "chars", still, torch.device("cpu"), init=tmp_path / "made.pt")
+    with pytest.raises(wavenet_20ng.DulError, match=r"no such file"):
+        wavenet_20ng.train_wavenet(tmp_path / "chars", still, torch.device("cpu"), init=tmp_path / "none.pt")
+    monkeypatch.setattr(sys, "argv", ["wavenet_20ng.py", "--data", str(tmp_path / "chars"), "--init",
+                                      str(tmp_path / "wavenet.pt"), "--out", str(tmp_path / "w.json")])
+    assert wavenet_20ng.main() == 2 and not (tmp_path / "w.json").exists()
